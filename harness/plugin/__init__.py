@@ -1,1 +1,46 @@
-"""The pytest plugin (under construction)."""
+"""The medvlm-fragility pytest plugin: options, parametrization, the fill phase, verdicts.
+
+Flow: configure validates everything once (Suite); collection parametrizes each
+behaviour test over model × task (× perturbation) with markers; before the first test
+runs, the runner fills the response store for every subject the selected tests need
+(with a progress display); tests compute verdicts from stored responses only; one
+hook (see evidence.py) turns each verdict into the report's evidence and records.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ..core import FINDINGS, ConfigError, HarnessError
+from ..suite import Suite
+from .evidence import EvidencePlugin
+from .fixtures import SUBJECT_PARAM, assert_robust, subject  # noqa: F401 - fixtures exported to pytest
+from .options import add_options, settings_from_config
+from .params import parametrize_subjects
+from .state import SUITE_KEY
+
+
+def pytest_addoption(parser):
+    add_options(parser)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "finding(key, check=...): the finding a behaviour test checks and its CheckList type")
+    for key in FINDINGS:
+        config.addinivalue_line("markers", f"{key}: behaviour tests of the study's '{key}' finding")
+    try:
+        suite = Suite(settings_from_config(config))
+    except (ConfigError, HarnessError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for key, task in suite.registry.tasks.items():
+        config.addinivalue_line("markers", f"{key}: behaviour tests on the {task.title} task")
+    for name in suite.registry.models:
+        config.addinivalue_line("markers", f"{name}: behaviour tests of model {name}")
+    config.stash[SUITE_KEY] = suite
+    config.pluginmanager.register(EvidencePlugin(config, suite), "medvlm-evidence")
+
+
+def pytest_generate_tests(metafunc):
+    if SUBJECT_PARAM in metafunc.fixturenames and SUITE_KEY in metafunc.config.stash:
+        parametrize_subjects(metafunc, metafunc.config.stash[SUITE_KEY])

@@ -1,0 +1,301 @@
+"""In-process Hugging Face transformers backend.
+
+Why it looks the way it does (SPEC §5, §8, §9):
+- prompts go through the processor's OWN chat template (the study's scripts hand-wrote
+  a LLaVA format that did not match the checkpoint);
+- greedy decoding with the request's short `max_new_tokens` and no forced minimum;
+- batched, left-padded generation, requests sharing an image kept together;
+- weights only from safetensors, `trust_remote_code` only when the registry says so;
+- a failing batch becomes error results (never scored as wrong answers), a CUDA OOM
+  first retries the batch in halves;
+- loading is lazy, so a run answered entirely from the cache never loads the model.
+
+"builtin:<name>" models (tiny random-weight checkpoints from tiny.py) are built into the
+harness cache once and then loaded from that folder through the same `from_pretrained`
+calls as any downloaded checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Optional
+
+from harness.backends.base import Backend, error_text
+from harness.core import GenerationRequest, GenerationResult, HarnessError, ModelSpec
+
+DEFAULT_BATCH_SIZE = 16
+
+_DTYPES = {
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "auto": "auto",
+}
+
+
+class HFBackend(Backend):
+    """A transformers image-text-to-text model (or a text-only causal LM) in this process."""
+
+    def __init__(self, spec: ModelSpec, *, cache_dir: Path, device: Optional[str] = None):
+        if spec.dtype is not None and spec.dtype.lower() not in _DTYPES:
+            raise HarnessError(f"model {spec.name!r}: unknown dtype {spec.dtype!r} (known: {', '.join(_DTYPES)})")
+        self.spec = spec
+        self.cache_dir = Path(cache_dir)
+        self._device = device
+        self._source: Optional[tuple[str, bool]] = None
+        self._identity: Optional[dict] = None
+        self._model = None
+        self._processor = None
+        self._tokenizer = None
+        self._text_only = False
+
+    # ----------------------------------------------------------------- where and how
+
+    @property
+    def device(self) -> str:
+        """The torch device: the one given, else "cuda" when available, else "cpu"."""
+        if self._device is None:
+            import torch
+
+            self._device = "cuda" if torch.cuda.is_available() else "cpu"
+        return self._device
+
+    @property
+    def dtype_name(self) -> str:
+        """bf16 on CUDA, fp32 elsewhere, unless the registry entry sets `dtype`."""
+        if self.spec.dtype is not None:
+            return _DTYPES[self.spec.dtype.lower()]
+        return "bfloat16" if self.device.startswith("cuda") else "float32"
+
+    def source(self) -> tuple[str, bool]:
+        """(what to pass to from_pretrained, whether it is a local folder).
+
+        Builds a builtin tiny model on first use; a path that looks local but does not
+        exist is a setup error rather than a confusing hub lookup.
+        """
+        if self._source is None:
+            self._source = self._resolve_source()
+        return self._source
+
+    def _resolve_source(self) -> tuple[str, bool]:
+        from harness.backends.identity import resolve_local_path
+
+        local = resolve_local_path(self.spec, self.cache_dir)  # builds builtin:<name> if needed
+        if local is not None:
+            return str(local), True
+        model = self.spec.model
+        if model.startswith(("/", ".", "~")) or Path(model).expanduser().exists():
+            raise HarnessError(f"model {self.spec.name!r}: {model!r} is not a model folder")
+        return model, False
+
+    def identity(self) -> dict:
+        """The store's identity of this model (see harness.backends.identity): backend,
+        model, revision, a content fingerprint of a local folder, dtype when set."""
+        from harness.backends.identity import model_identity
+
+        if self._identity is None:
+            self.source()  # setup errors (missing folder, unknown builtin) surface here
+            self._identity = model_identity(self.spec, self.cache_dir)
+        return dict(self._identity)
+
+    # ------------------------------------------------------------------------ loading
+
+    def load(self) -> None:
+        """Load processor and model (once). Any failure is a HarnessError naming the model."""
+        if self._model is not None:
+            return
+        source, local = self.source()
+        try:
+            self._load(source)
+        except HarnessError:
+            raise
+        except Exception as exc:  # every loading failure is a setup problem
+            hint = ""
+            if local and not any(Path(source).glob("*.safetensors")):
+                hint = " (weights are loaded from safetensors only, never from pickled .bin/.pt files)"
+            raise HarnessError(f"model {self.spec.name!r}: cannot load {source!r}: {error_text(exc)}{hint}") from exc
+
+    def _load(self, source: str) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+
+        common = {"revision": self.spec.revision, "trust_remote_code": self.spec.trust_remote_code}
+        processor = AutoProcessor.from_pretrained(source, **common)
+        dtype = self.dtype_name if self.dtype_name == "auto" else getattr(torch, self.dtype_name)
+        kwargs = {**common, "dtype": dtype, "use_safetensors": True}
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+        except ValueError as exc:
+            if "Unrecognized configuration class" not in str(exc):
+                raise
+            # A text-only model (e.g. the description-recovery diagnoser).
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        self._model = model.to(self.device).eval()
+        self._processor = processor
+        self._tokenizer = getattr(processor, "tokenizer", processor)
+        self._text_only = self._tokenizer is processor
+        self._tokenizer.padding_side = "left"
+        if self._tokenizer.pad_token is None:
+            self._tokenizer.pad_token = self._tokenizer.eos_token
+
+    @property
+    def model(self):
+        self.load()
+        return self._model
+
+    @property
+    def processor(self):
+        self.load()
+        return self._processor
+
+    # ---------------------------------------------------------------------- prompting
+
+    def messages(self, request: GenerationRequest) -> list[dict]:
+        """The chat messages of a request: optional system turn, then image first, then text.
+
+        The image comes before the text so that all prompts about one image share a
+        prefix (prefix caching in vLLM, and fewer tokens that differ between variants).
+        """
+        msgs = []
+        if request.system:
+            msgs.append({"role": "system", "content": self._content(request.system, None)})
+        msgs.append({"role": "user", "content": self._content(request.prompt, request.image_key)})
+        return msgs
+
+    def _content(self, text: str, image_key: Optional[str]):
+        if self._text_only:  # plain-text templates expect a string
+            return text
+        parts = [{"type": "text", "text": text}]
+        if image_key is not None:
+            parts.insert(0, {"type": "image"})
+        return parts
+
+    def render_prompt(self, request: GenerationRequest) -> str:
+        """The exact text the model sees (before image-token expansion), via its own template."""
+        self.load()
+        return self._processor.apply_chat_template(self.messages(request), add_generation_prompt=True, tokenize=False)
+
+    # --------------------------------------------------------------------- generation
+
+    def generate(self, requests: list[GenerationRequest], images: dict) -> list[GenerationResult]:
+        """One result per request, in order; see Backend.generate for the error contract."""
+        results: list[Optional[GenerationResult]] = [None] * len(requests)
+        for i, req in enumerate(requests):
+            if req.image_key is not None and req.image_key not in images:
+                results[i] = GenerationResult(text=None, error=f"KeyError: no image for image_key {req.image_key!r}")
+        pending = [i for i, r in enumerate(results) if r is None]
+        if pending:
+            self.load()
+        if self._text_only:  # never answer an image question without the image
+            for i in [i for i in pending if requests[i].image_key is not None]:
+                results[i] = GenerationResult(text=None, error=f"ValueError: {self.spec.name!r} is a text-only model")
+                pending.remove(i)
+        for batch in plan_batches(requests, pending, self.spec.batch_size or DEFAULT_BATCH_SIZE):
+            outputs = self._run_batch([requests[i] for i in batch], images)
+            for i, res in zip(batch, outputs):
+                results[i] = res
+        return results  # type: ignore[return-value]
+
+    def _run_batch(self, reqs: list[GenerationRequest], images: dict) -> list[GenerationResult]:
+        """Generate one batch; on CUDA OOM retry in halves, on any other failure error results."""
+        import torch
+
+        try:
+            return [GenerationResult(text=t) for t in self._generate_batch(reqs, images)]
+        except HarnessError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
+                if len(reqs) > 1:
+                    half = len(reqs) // 2
+                    return self._run_batch(reqs[:half], images) + self._run_batch(reqs[half:], images)
+            return [GenerationResult(text=None, error=error_text(exc)) for _ in reqs]
+
+    def _generate_batch(self, reqs: list[GenerationRequest], images: dict) -> list[str]:
+        """Tokenize a batch (left-padded), decode greedily, return the new text of each row."""
+        import torch
+
+        inputs = self._encode(reqs, images)
+        with torch.inference_mode():
+            out = self._model.generate(**inputs, generation_config=self._generation_config(reqs[0].max_new_tokens))
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        return [t.strip() for t in self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def _encode(self, reqs: list[GenerationRequest], images: dict):
+        """Processor inputs of a batch, on the model's device, floats in the model's dtype."""
+        prompts = [self.render_prompt(r) for r in reqs]
+        kwargs: dict = {"text": prompts, "padding": True, "return_tensors": "pt"}
+        bos = self._tokenizer.bos_token
+        if bos and all(p.startswith(bos) for p in prompts):
+            # The template already wrote BOS (Gemma-3 style): a second one would shift
+            # every prediction. Same rule as the processors' own tokenize=True path.
+            kwargs["add_special_tokens"] = False
+        if reqs[0].image_key is not None:
+            kwargs["images"] = [[images[r.image_key]] for r in reqs]
+        inputs = self._processor(**kwargs).to(self._model.device)
+        for name, value in inputs.items():  # pixel values in the model's dtype, ids untouched
+            if value.is_floating_point():
+                inputs[name] = value.to(self._model.dtype)
+        return inputs
+
+    def _generation_config(self, max_new_tokens: int):
+        """Greedy decoding of exactly up to `max_new_tokens`, whatever the checkpoint's defaults.
+
+        The checkpoint's own sampling settings and any minimum length are cleared so that
+        answers are deterministic and short answers are not padded out (SPEC §5).
+        """
+        gc = copy.deepcopy(self._model.generation_config)
+        gc.do_sample = False
+        gc.num_beams = 1
+        gc.temperature = None
+        gc.top_p = None
+        gc.top_k = None
+        gc.min_new_tokens = None
+        gc.min_length = 0
+        gc.max_length = None
+        gc.max_new_tokens = max_new_tokens
+        if gc.pad_token_id is None:
+            gc.pad_token_id = self._tokenizer.pad_token_id
+        return gc
+
+    # ------------------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """Drop the model and free accelerator memory; the backend can load again later."""
+        self._model = self._processor = self._tokenizer = None
+        if self._device is not None and self._device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def plan_batches(requests: list[GenerationRequest], indices: list[int], batch_size: int) -> list[list[int]]:
+    """Split request indices into batches.
+
+    A batch shares one `max_new_tokens` and is either all-image or all-text (processors
+    cannot mix them); within those groups requests are ordered by image, so the prompts
+    about one image run together, then by original position (stable, deterministic).
+    """
+    if batch_size < 1:
+        raise HarnessError(f"batch_size must be at least 1, got {batch_size}")
+
+    def key(i: int):
+        r = requests[i]
+        return (r.max_new_tokens, r.image_key is None, r.image_key or "", i)
+
+    ordered = sorted(indices, key=key)
+    batches: list[list[int]] = []
+    for i in ordered:
+        group = key(i)[:2]
+        if batches and len(batches[-1]) < batch_size and key(batches[-1][0])[:2] == group:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches

@@ -1,0 +1,71 @@
+"""What identifies a model's outputs, computed without loading the model.
+
+The response store keys on this, so a fully cached grid never loads weights. A hub
+id is identified by its pinned revision; a local folder (including the built-in tiny
+models) by a fingerprint of its files, so retraining or rebuilding invalidates
+exactly the answers that model gave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Optional
+
+from ..core import ModelSpec, sha256_file
+
+_FULL_HASH_LIMIT = 64 << 20  # larger files are identified by size and mtime, not content
+
+
+def builtin_dir(cache_dir: Path, name: str) -> Path:
+    return Path(cache_dir) / "builtin" / name
+
+
+def resolve_local_path(spec: ModelSpec, cache_dir: Path) -> Optional[Path]:
+    """The folder the model loads from, building a built-in tiny model on first use."""
+    if spec.model.startswith("builtin:"):
+        name = spec.model.split(":", 1)[1]
+        target = builtin_dir(cache_dir, name)
+        if not (target / "config.json").is_file():
+            from .tiny import build_tiny_model, builtin_family
+
+            build_tiny_model(builtin_family(name), target)
+        return target
+    p = Path(spec.model).expanduser()
+    return p if p.is_dir() else None
+
+
+def folder_fingerprint(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel.startswith(".") or "/." in rel:
+            continue
+        size = path.stat().st_size
+        digest = sha256_file(path) if size <= _FULL_HASH_LIMIT else f"{size}:{os.stat(path).st_mtime_ns}"
+        h.update(f"{rel}\0{digest}\n".encode())
+    return h.hexdigest()
+
+
+def model_identity(spec: ModelSpec, cache_dir: Path) -> dict:
+    """Backend, model id, revision and (for local folders) a content fingerprint."""
+    identity = {"backend": spec.backend, "model": spec.model, "revision": spec.revision, "fingerprint": None}
+    if spec.backend == "hf":
+        local = resolve_local_path(spec, cache_dir)
+        if local is not None:
+            identity["fingerprint"] = folder_fingerprint(local)
+        identity["dtype"] = effective_dtype(spec)
+    return identity
+
+
+_DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+
+
+def effective_dtype(spec: ModelSpec) -> str:
+    """The dtype the HF backend will actually use: bf16 on a GPU, fp32 on the CPU, unless set."""
+    if spec.dtype and spec.dtype != "auto":
+        return _DTYPE_ALIASES.get(spec.dtype, spec.dtype)
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() else "float32"

@@ -1,0 +1,195 @@
+"""thresholds.toml: the numbers every verdict is compared against, validated once.
+
+A typo in a threshold file must never silently fall back to a default (a gate that
+quietly uses 0.10 instead of the intended 0.05 is worse than no gate), so every key is
+checked against one schema table and *all* problems are reported together, each with
+its dotted key path, before any model is loaded.
+
+The schema below is the single source of truth for names, types, ranges and defaults;
+`harness.core.Thresholds` is the validated result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from harness.config.schema import did_you_mean, read_toml, type_name
+from harness.core import ConfigError, Thresholds
+
+__all__ = ["Param", "SCHEMA", "load_thresholds", "default_thresholds", "validate_thresholds"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One threshold key: its default (whose type is the key's type) and allowed values.
+
+    `lo`/`hi` bound numbers (inclusive unless `*_open`); `choices` lists allowed
+    strings. `doc` says what the key means and its unit (shown in error messages).
+    """
+
+    default: Any
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+    def range_text(self) -> str:
+        """Human-readable allowed range, e.g. '0.5 < value < 1' or 'one of mean, median'."""
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{self.lo:g} {'<' if self.lo_open else '<='} ")
+        parts.append("value")
+        if self.hi is not None:
+            parts.append(f" {'<' if self.hi_open else '<='} {self.hi:g}")
+        return "".join(parts)
+
+
+_UNIT = "a fraction in [0, 1]"
+
+# Section "" holds the top-level keys; every other section is a [table] of the same name
+# and becomes the dict field of the same name on core.Thresholds.
+SCHEMA: dict[str, dict[str, Param]] = {
+    "": {
+        "confidence": Param(0.95, 0.5, 1.0, lo_open=True, hi_open=True, doc="one-sided confidence level of every bound"),
+        "bootstrap_replicates": Param(2000, 100, 100_000, doc="bootstrap resamples (images are the unit)"),
+        "seed": Param(12345, 0, None, doc="seed of the bootstrap and of sampling"),
+        "max_error_rate": Param(0.05, 0.0, 1.0, doc="share of backend errors above which a test errors"),
+    },
+    "near_random": {
+        "min_margin": Param(0.10, 0.0, 0.5, doc="balanced-accuracy margin above chance (0.5)"),
+        "aggregate": Param("mean", choices=("mean", "median", "max"), doc="how variants are aggregated"),
+    },
+    "finetune_gain": {
+        "min_gain": Param(0.0, -1.0, 1.0, doc="required lower bound of BA(model) - BA(base)"),
+        "ceiling": Param(0.95, 0.0, 1.0, doc="base BA at or above which non-inferiority is tested"),
+        "noninferiority_margin": Param(0.02, 0.0, 1.0, doc="allowed BA loss when the base is at ceiling"),
+    },
+    "prompt_sensitivity": {
+        "max_accuracy_swing": Param(0.10, 0.0, 1.0, doc="max - min BA over variants, " + _UNIT),
+        "max_refusal_swing": Param(0.10, 0.0, 1.0, doc="max - min refusal rate over variants, " + _UNIT),
+        "max_flip_rate": Param(0.10, 0.0, 1.0, doc="share of images whose answer flips, " + _UNIT),
+    },
+    "description_recovery": {
+        "max_latent_gap": Param(0.10, 0.0, 1.0, doc="BA(descriptions) - BA(direct answers)"),
+    },
+    "embedding_separability": {
+        "min_probe_auroc": Param(0.75, 0.5, 1.0, doc="probe AUROC lower bound"),
+        "max_reasoning_gap": Param(0.10, 0.0, 1.0, doc="probe BA - answer BA"),
+        "layer": Param(-1, None, None, doc="vision-encoder layer index (negative counts from the end)"),
+        "pooling": Param("mean", choices=("mean", "cls", "max"), doc="how patch embeddings are pooled"),
+        "folds": Param(5, 2, 20, doc="stratified cross-validation folds"),
+    },
+    "generation": {
+        "max_new_tokens": Param(8, 1, 4096, doc="tokens generated for a closed-form answer"),
+        "describe_max_new_tokens": Param(96, 1, 4096, doc="tokens generated for a description"),
+        "batch_size": Param(16, 1, 4096, doc="prompts per batch for in-process models"),
+    },
+}
+
+
+def _check_value(dotted: str, value: Any, param: Param) -> tuple[Any, Optional[str]]:
+    """Validate one value against its Param; returns (normalised value, problem or None).
+
+    bool is rejected where a number is expected (TOML `true` is not 1); an integer is
+    accepted where a float is expected and converted.
+    """
+    kind = param.kind
+    if isinstance(value, bool) or not (isinstance(value, kind) or (kind is float and isinstance(value, int))):
+        want = {float: "a number", int: "an integer", str: "a string"}[kind]
+        return None, f"{dotted}: expected {want}, got {type_name(value)} {value!r}"
+    if kind is float:
+        value = float(value)
+        if not math.isfinite(value):
+            return None, f"{dotted}: must be finite, got {value!r} (allowed: {param.range_text()})"
+    if param.choices:
+        if value not in param.choices:
+            return None, f"{dotted}: {value!r} is not allowed; expected {param.range_text()}{did_you_mean(value, param.choices)}"
+        return value, None
+    if not _in_range(value, param):
+        return None, f"{dotted}: {value!r} is out of range; expected {param.range_text()} ({param.doc})"
+    return value, None
+
+
+def _in_range(value: float, p: Param) -> bool:
+    if p.lo is not None and (value <= p.lo if p.lo_open else value < p.lo):
+        return False
+    if p.hi is not None and (value >= p.hi if p.hi_open else value > p.hi):
+        return False
+    return True
+
+
+def _unknown_key(dotted: str, key: str, local: dict[str, Param], section: str) -> str:
+    """Message for a key not in the schema, pointing to where it belongs if it exists elsewhere."""
+    elsewhere = [s for s, params in SCHEMA.items() if s != section and key in params]
+    if elsewhere:
+        home = elsewhere[0]
+        return f"{dotted}: unknown key; {key!r} belongs " + (f"in [{home}]" if home else "at the top level")
+    candidates = list(local) + ([s for s in SCHEMA if s] if section == "" else [])
+    return f"{dotted}: unknown key{did_you_mean(key, candidates)}"
+
+
+def _validate_section(section: str, data: dict, problems: list[str]) -> dict[str, Any]:
+    """Validate the keys of one section; returns the section's values with defaults filled in."""
+    params = SCHEMA[section]
+    values = {k: p.default for k, p in params.items()}
+    for key, raw in data.items():
+        dotted = f"{section}.{key}" if section else key
+        if section == "" and key in SCHEMA and key:
+            continue  # a table, validated separately
+        if key not in params:
+            problems.append(_unknown_key(dotted, key, params, section))
+            continue
+        value, problem = _check_value(dotted, raw, params[key])
+        if problem:
+            problems.append(problem)
+        else:
+            values[key] = value
+    return values
+
+
+def validate_thresholds(data: dict, problems: list[str]) -> Thresholds:
+    """Turn a parsed thresholds document into Thresholds, appending every problem found."""
+    top = _validate_section("", data, problems)
+    tables: dict[str, dict] = {}
+    for section in (s for s in SCHEMA if s):
+        raw = data.get(section, {})
+        if not isinstance(raw, dict):
+            problems.append(f"{section}: expected a table [{section}], got {type_name(raw)} {raw!r}")
+            raw = {}
+        tables[section] = _validate_section(section, raw, problems)
+    return Thresholds(**top, **tables)
+
+
+def default_thresholds() -> Thresholds:
+    """The schema's defaults (identical to core.Thresholds(); a test keeps them in sync)."""
+    return validate_thresholds({}, [])
+
+
+def load_thresholds(path: Optional[Path] = None) -> Thresholds:
+    """Load and validate a thresholds file; None gives the defaults.
+
+    Missing keys take their defaults. Raises ConfigError(str(path), problems) listing
+    every unknown key, wrong type, out-of-range value or TOML syntax error at once.
+    """
+    if path is None:
+        return default_thresholds()
+    path = Path(path)
+    data, problem = read_toml(path)
+    if data is None:
+        raise ConfigError(str(path), [problem])
+    problems: list[str] = []
+    result = validate_thresholds(data, problems)
+    if problems:
+        raise ConfigError(str(path), problems)
+    return result

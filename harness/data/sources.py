@@ -1,0 +1,424 @@
+"""Where task images come from: a CSV manifest, an image folder tree, a Hugging Face
+dataset, or the synthetic generator. Every source returns ImageItems that are cheap
+to list: no pixel is decoded and no byte is hashed until it is needed, so a folder or
+dataset with hundreds of thousands of images can be listed and then sampled down to
+the 2 x 50 the study uses.
+
+Image ids are stable, readable and safe to use in file names and node ids: only
+[A-Za-z0-9_./-]. An id that had to be changed to get there carries a short hash of
+the original, so two different originals never share an id.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import numbers
+import os
+import re
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from PIL import Image
+
+from harness.core import LABELS, ConfigError, HarnessError, ImageItem, TaskSpec, sha256_bytes
+from harness.data.images import image_sha256, load_image, normalise_image, pixel_sha256
+from harness.data.synthetic import generate_image
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+MANIFEST_COLUMNS = ("task", "image", "label")
+DATASETS_INSTALL_HINT = "pip install 'medvlm-fragility[datasets]'"
+
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_./-]")
+
+
+class LazyHashItem(ImageItem):
+    """An ImageItem whose `sha256` is computed on first access and then kept.
+
+    The response cache needs the content hash of every image it looks up, but only of
+    the images actually sampled; hashing a whole data set at listing time would read
+    every file. Reading `item.sha256` works exactly as for a plain ImageItem.
+    """
+
+    def __init__(self, *args, hasher: Optional[Callable[[], str]] = None, **kwargs):
+        self._hasher = hasher
+        self._sha256 = ""
+        super().__init__(*args, **kwargs)
+
+    @property
+    def sha256(self) -> str:
+        if not self._sha256 and self._hasher is not None:
+            self._sha256 = self._hasher()
+        return self._sha256
+
+    @sha256.setter
+    def sha256(self, value: str) -> None:
+        self._sha256 = value or ""
+
+    def __repr__(self) -> str:  # must not hash (or fail on a missing file) just to print
+        digest = self._sha256[:12] or "<not computed>"
+        return f"LazyHashItem(image_id={self.image_id!r}, task={self.task!r}, label={self.label!r}, sha256={digest})"
+
+
+def make_image_id(*parts: object) -> str:
+    """Join parts with '/' into a safe id; ids that had to change get a hash suffix."""
+    raw = "/".join(str(p) for p in parts)
+    segments = [s for s in raw.replace("\\", "/").split("/") if s not in ("", ".")]
+    clean = _UNSAFE_ID_CHARS.sub("_", "/".join("__" if s == ".." else s for s in segments))
+    if clean != raw:
+        clean = f"{clean}-{sha256_bytes(raw.encode('utf-8', 'surrogateescape'))[:8]}"
+    return clean
+
+
+def _file_item(task: TaskSpec, label: str, path: Path, image_id: str) -> ImageItem:
+    return LazyHashItem(
+        image_id=image_id,
+        task=task.key,
+        label=label,
+        source=str(path),
+        loader=functools.partial(load_image, path, source=str(path)),
+        hasher=functools.partial(image_sha256, path),
+    )
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+def load_manifest(csv_path: Path, tasks: dict[str, TaskSpec]) -> dict[str, list[ImageItem]]:
+    """Read a task,image,label CSV (SPEC section 6) into items per task.
+
+    All rows are validated before anything is returned, and every problem is reported
+    in one ConfigError (a HarnessError) with its line number, so a user fixes a
+    manifest in one pass. Only tasks that appear in the manifest are keys of the result.
+    """
+    csv_path = Path(csv_path)
+    header, rows = _read_csv(csv_path)
+    base = Path(os.path.normpath(os.path.abspath(csv_path.parent)))
+    problems: list[str] = []
+    entries: list[tuple[TaskSpec, str, Path]] = []
+    seen: dict[tuple[str, Path], int] = {}
+    for line, row in rows:
+        entry = _check_manifest_row(line, row, header, base, tasks, seen, problems)
+        if entry is not None:
+            entries.append(entry)
+    if not rows:
+        problems.append("no data rows")
+    if problems:
+        raise ConfigError(str(csv_path), problems)
+    result: dict[str, list[ImageItem]] = {}
+    for task, label, path in entries:
+        rel = path.relative_to(base).as_posix() if base in path.parents else path.as_posix()
+        result.setdefault(task.key, []).append(_file_item(task, label, path, make_image_id(task.key, rel)))
+    return result
+
+
+def _read_csv(csv_path: Path) -> tuple[dict[str, int], list[tuple[int, list[str]]]]:
+    """Header (column -> position) and the non-blank rows with their line numbers."""
+    if not csv_path.is_file():
+        raise HarnessError(f"{csv_path}: manifest file not found")
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            first = next(reader, None)
+            rows = [(reader.line_num, r) for r in reader if any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise HarnessError(f"{csv_path}: cannot read manifest ({exc})") from exc
+    header = {name.strip().lower(): i for i, name in reversed(list(enumerate(first or [])))}
+    missing = [c for c in MANIFEST_COLUMNS if c not in header]
+    if missing:
+        found = ", ".join(first or []) or "nothing"
+        raise ConfigError(str(csv_path), [f"missing column(s) {', '.join(missing)} (header has: {found})"])
+    return header, rows
+
+
+def _check_manifest_row(line, row, header, base, tasks, seen, problems) -> Optional[tuple[TaskSpec, str, Path]]:
+    """Validate one row, appending every problem found; the entry when it is clean."""
+    before = len(problems)
+    if len(row) > len(header) or len(row) <= max(header[c] for c in MANIFEST_COLUMNS):
+        hint = " (unquoted comma in a value?)" if len(row) > len(header) else ""
+        problems.append(f"line {line}: has {len(row)} field(s), the header has {len(header)}{hint}")
+        return None
+    task_key, image, label_text = (row[header[c]].strip() for c in MANIFEST_COLUMNS)
+    task = tasks.get(task_key)
+    if task is None:
+        problems.append(f"line {line}: unknown task {task_key!r} (known: {', '.join(sorted(tasks)) or 'none'})")
+    label = task.label_from_name(label_text) if task is not None else None
+    if task is not None and label is None:
+        problems.append(f"line {line}: unknown label {label_text!r} for task {task_key!r} ({_label_help(task)})")
+    path = _resolve_manifest_image(line, image, base, problems)
+    if path is not None and task is not None:
+        first = seen.setdefault((task.key, path), line)
+        if first != line:
+            problems.append(f"line {line}: duplicate of line {first} (task {task_key!r}, image {image!r})")
+    if len(problems) > before or task is None or label is None or path is None:
+        return None
+    return task, label, path
+
+
+def _resolve_manifest_image(line: int, image: str, base: Path, problems: list[str]) -> Optional[Path]:
+    """Absolute paths are taken as they are; relative ones must stay inside `base`."""
+    if not image:
+        problems.append(f"line {line}: empty image path")
+        return None
+    given = Path(image)
+    path = Path(os.path.normpath(given if given.is_absolute() else base / given))
+    if not given.is_absolute() and path != base and base not in path.parents:
+        problems.append(f"line {line}: image path {image!r} escapes the manifest's folder {base}")
+        return None
+    if not path.exists():
+        problems.append(f"line {line}: image file not found: {path}")
+        return None
+    if not path.is_file():
+        problems.append(f"line {line}: image path is not a file: {path}")
+        return None
+    return path
+
+
+def _label_help(task: TaskSpec) -> str:
+    pos = ", ".join(["positive", "1", task.positive_name, *task.positive_aliases])
+    neg = ", ".join(["negative", "0", task.negative_name, *task.negative_aliases])
+    return f"positive: {pos}; negative: {neg}"
+
+
+# ------------------------------------------------------------------------ image folder
+
+
+def load_image_folder(root: Path, task: TaskSpec) -> list[ImageItem]:
+    """Images under root/<task.key>/<class folder>/** (any depth below the class).
+
+    Class folder names go through task.label_from_name, so yes/no, NORMAL/PNEUMONIA,
+    0/1 and the task's aliases all work; folders that map to no class are an error
+    rather than silently ignored, since a typo would otherwise drop a whole class.
+    """
+    task_dir = Path(root) / task.key
+    if not task_dir.is_dir():
+        raise HarnessError(f"{task_dir}: no folder for task {task.key!r} (expected {task_dir}/<class>/<images>)")
+    entries = sorted(e for e in task_dir.iterdir() if not e.name.startswith("."))
+    class_dirs = [e for e in entries if e.is_dir()]
+    unknown = [d.name for d in class_dirs if task.label_from_name(d.name) is None]
+    problems = [f"unknown class folder {name!r} ({_label_help(task)})" for name in unknown]
+    problems += [f"image {e.name!r} is not inside a class folder" for e in entries if e.is_file() and _is_image(e)]
+    if problems:
+        raise ConfigError(str(task_dir), problems)
+    items = [
+        _file_item(task, task.label_from_name(d.name), f, make_image_id(task.key, f.relative_to(task_dir).as_posix()))
+        for d in class_dirs
+        for f in _walk_images(d)
+    ]
+    if not items:
+        raise HarnessError(f"{task_dir}: no images found ({_no_images_hint(task_dir)})")
+    return items
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _walk_images(folder: Path) -> Iterable[Path]:
+    """Image files below `folder` in a fixed order; hidden files and folders (macOS
+    '._x.png' resource forks, .git) are skipped, symlinked folders are not followed."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if _is_image(Path(name)):
+                yield Path(dirpath) / name
+
+
+def _no_images_hint(task_dir: Path) -> str:
+    n_dicom = sum(1 for p in task_dir.rglob("*") if p.suffix.lower() == ".dcm")
+    exts = " ".join(sorted(IMAGE_EXTENSIONS))
+    if n_dicom:
+        return f"found {n_dicom} DICOM file(s); DICOM is not supported yet, convert to PNG (accepted: {exts})"
+    return f"accepted extensions: {exts}"
+
+
+# ------------------------------------------------------------------ Hugging Face datasets
+
+
+def load_hf_dataset(task: TaskSpec, *, cache_dir: Optional[str | Path] = None) -> list[ImageItem]:
+    """The rows of task.hf_source whose label maps to a class, as lazy items.
+
+    `datasets` is an optional extra, imported only here. Downloads are never forced:
+    datasets itself honours HF_DATASETS_OFFLINE / HF_HUB_OFFLINE and reuses its cache
+    (or `cache_dir`). Rows whose label is neither a positive nor a negative value (e.g.
+    CheXpert's uncertain or blank entries) and rows failing a filter are skipped.
+    """
+    src = task.hf_source
+    if src is None:
+        raise HarnessError(f"task {task.key!r} has no Hugging Face source (hf_source) configured")
+    datasets = _import_datasets()
+    ds = _load_split(datasets, task, cache_dir)
+    features = getattr(ds, "features", None) or {}
+    needed = [src.image_column, src.label_column, *(col for col, _ in src.filters)]
+    missing = sorted({c for c in needed if c not in ds.column_names})
+    if missing:
+        has = ", ".join(ds.column_names)
+        raise HarnessError(f"{_hf_ref(src)}: missing column(s) {', '.join(missing)} (has: {has})")
+    labels = _hf_labels(task, ds, features)
+    raw = _undecoded_images(datasets, ds, src.image_column, features.get(src.image_column))
+    items = [_hf_item(task, raw, index, label) for index, label in enumerate(labels) if label is not None]
+    if not items:
+        seen = sorted({str(v) for v in list(ds[src.label_column])[:10_000]})[:10]
+        raise HarnessError(
+            f"{_hf_ref(src)}: no row maps to a class for task {task.key!r} "
+            f"(positive values {list(src.positive_values)}, negative values {list(src.negative_values)}, "
+            f"filters {list(src.filters)}; label values seen include {seen})"
+        )
+    return items
+
+
+def _import_datasets():
+    try:
+        import datasets
+    except ImportError as exc:
+        message = f"Hugging Face datasets need the optional 'datasets' package: {DATASETS_INSTALL_HINT}"
+        raise HarnessError(message) from exc
+    return datasets
+
+
+def _hf_ref(src) -> str:
+    return f"hf:{src.dataset}[{src.split}]"
+
+
+def _load_split(datasets, task: TaskSpec, cache_dir):
+    """load_dataset with the library's own cache and offline handling, errors named."""
+    src = task.hf_source
+    kwargs = {"split": src.split}
+    if cache_dir is not None:
+        kwargs["cache_dir"] = str(cache_dir)
+    try:
+        return datasets.load_dataset(src.dataset, **kwargs)
+    except Exception as exc:
+        flags = (os.environ.get(v, "").strip().lower() for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
+        offline = any(f in ("1", "true", "yes", "on") for f in flags)
+        hint = " Offline mode is on: the dataset must already be in the local cache." if offline else ""
+        raise HarnessError(
+            f"{_hf_ref(src)}: could not load the dataset for task {task.key!r} ({type(exc).__name__}: {exc}).{hint}"
+        ) from exc
+
+
+def _hf_labels(task: TaskSpec, ds, features) -> list[Optional[str]]:
+    """Per row: "positive", "negative" or None (unmapped label or filtered out)."""
+    src = task.hf_source
+    pos = {v.strip().lower() for v in src.positive_values}
+    neg = {v.strip().lower() for v in src.negative_values}
+    if pos & neg:
+        raise HarnessError(f"{_hf_ref(src)}: value(s) {sorted(pos & neg)} listed as both positive and negative")
+    feature = features.get(src.label_column)
+    labels = [_map_label(task, _value_keys(v, feature), pos, neg) for v in ds[src.label_column]]
+    for column, required in src.filters:
+        want, col_feature = required.strip().lower(), features.get(column)
+        keep = [want in _value_keys(v, col_feature) for v in ds[column]]
+        labels = [label if ok else None for label, ok in zip(labels, keep)]
+    return labels
+
+
+def _value_keys(value, feature) -> list[str]:
+    """The lowercase strings a cell value can be matched by, most meaningful first:
+    for a ClassLabel column its class name, then its text, then its integer form
+    (3.0 -> "3", True -> "1")."""
+    if value is None:
+        return []
+    keys = [str(value).strip().lower()]
+    if isinstance(value, bool) or (isinstance(value, float) and value.is_integer()):
+        keys.append(str(int(value)))
+    elif isinstance(value, numbers.Integral):
+        names = getattr(feature, "names", None)
+        if names and 0 <= int(value) < len(names):
+            keys.insert(0, str(names[int(value)]).strip().lower())
+    return keys
+
+
+def _map_label(task: TaskSpec, keys: list[str], pos: set[str], neg: set[str]) -> Optional[str]:
+    if not pos and not neg:  # no explicit values: the task's own names and aliases
+        return next((label for label in map(task.label_from_name, keys) if label is not None), None)
+    is_pos, is_neg = bool(pos.intersection(keys)), bool(neg.intersection(keys))
+    return "positive" if is_pos and not is_neg else "negative" if is_neg and not is_pos else None
+
+
+def _undecoded_images(datasets, ds, column: str, feature):
+    """A view of the image column that yields the stored bytes/path, not a decoded
+    image: hashing then reads bytes only, and load_image applies its own checks."""
+    image_type = getattr(datasets, "Image", None)
+    if isinstance(image_type, type) and isinstance(feature, image_type):
+        try:
+            ds = ds.cast_column(column, image_type(decode=False))
+        except Exception:  # an old or unusual datasets version: decoded images work too
+            pass
+    select = getattr(ds, "select_columns", None)
+    return select([column]) if select is not None else ds
+
+
+def _hf_item(task: TaskSpec, raw, index: int, label: str) -> ImageItem:
+    src = task.hf_source
+    ref = f"{_hf_ref(src)}#{index}"
+    return LazyHashItem(
+        image_id=make_image_id(task.key, src.dataset, src.split, index),
+        task=task.key,
+        label=label,
+        source=ref,
+        loader=functools.partial(_hf_load, raw, index, src.image_column, ref),
+        hasher=functools.partial(_hf_hash, raw, index, src.image_column, ref),
+    )
+
+
+def _hf_payload(raw, index: int, column: str, ref: str):
+    """The row's image as a PIL image, bytes or a local path."""
+    value = raw[index][column]
+    if isinstance(value, Image.Image):
+        return value
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return bytes(value["bytes"])
+        if value.get("path"):
+            return Path(value["path"])
+        raise HarnessError(f"{ref}: image entry has neither bytes nor a path")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return Path(value)
+    raise HarnessError(f"{ref}: unsupported image value of type {type(value).__name__}")
+
+
+def _hf_load(raw, index: int, column: str, ref: str) -> Image.Image:
+    payload = _hf_payload(raw, index, column, ref)
+    if isinstance(payload, Image.Image):
+        return normalise_image(payload, source=ref)
+    return load_image(payload, source=ref if isinstance(payload, bytes) else f"{ref} ({payload})")
+
+
+def _hf_hash(raw, index: int, column: str, ref: str) -> str:
+    payload = _hf_payload(raw, index, column, ref)
+    if isinstance(payload, Image.Image):
+        return pixel_sha256(payload)
+    if isinstance(payload, bytes):
+        return sha256_bytes(payload)
+    return image_sha256(payload)
+
+
+# -------------------------------------------------------------------------- synthetic
+
+
+def load_synthetic(task: TaskSpec, n_per_class: int, seed: int, size: int = 64) -> list[ImageItem]:
+    """`n_per_class` generated images per class (see harness.data.synthetic)."""
+    if n_per_class < 0:
+        raise HarnessError(f"synthetic {task.key}: n_per_class must be >= 0, got {n_per_class}")
+    items: list[ImageItem] = []
+    for label in LABELS:
+        for index in range(n_per_class):
+            make = functools.partial(generate_image, task.key, label, index, seed, size)
+            items.append(
+                LazyHashItem(
+                    image_id=make_image_id(task.key, "synthetic", f"seed{seed}", label, f"{index:05d}"),
+                    task=task.key,
+                    label=label,
+                    source=f"synthetic:{task.key}/{label}/{index}?seed={seed}&size={size}",
+                    loader=make,
+                    hasher=functools.partial(_hash_generated, make),
+                )
+            )
+    return items
+
+
+def _hash_generated(make: Callable[[], Image.Image]) -> str:
+    return pixel_sha256(make())

@@ -1,0 +1,72 @@
+"""pytest-html integration, registered only when pytest-html is active.
+
+The report starts with the summary grid (model × task, one cell per finding) and the
+balanced-accuracy-by-difficulty plot; each behaviour test's row carries its numbers
+and a per-prompt plot. All text that a model or a user wrote is escaped by report.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .report import plot_difficulty, plot_per_prompt, render_evidence, render_report_header
+
+
+def _plots_for(record: dict) -> dict[str, bytes]:
+    details = record.get("details") or {}
+    rows = details.get("per_variant")
+    if not rows or record.get("finding") not in ("near_random", "prompt_sensitivity"):
+        return {}
+    metric = record.get("metric") or ""
+    if metric.startswith("balanced_accuracy"):
+        chance, threshold, title = details.get("chance"), record.get("threshold"), "balanced accuracy per prompt"
+    elif metric == "accuracy_swing":
+        chance, threshold, title = 0.5, None, "balanced accuracy per prompt"
+    elif metric == "refusal_swing":
+        chance, threshold, title = None, None, "refusal rate per prompt"
+    else:
+        return {}
+    plot_rows = [
+        {"variant": r["variant"], "value": r.get("value"),
+         "low": r.get("low", r.get("value")), "high": r.get("high", r.get("value"))}
+        for r in rows
+    ]
+    return {title: plot_per_prompt(plot_rows, chance=chance, threshold=threshold, title=title)}
+
+
+def attach_evidence(report, record: dict, with_plots: bool) -> None:
+    from pytest_html import extras
+
+    images = _plots_for(record) if with_plots else {}
+    report.extras = list(getattr(report, "extras", [])) + [extras.html(render_evidence(record, images))]
+
+
+def difficulty_points(records: list[dict], tasks: dict) -> list[dict]:
+    points = []
+    for r in records:
+        if r.get("finding") != "near_random" or r.get("value") is None or r["task"] not in tasks:
+            continue
+        points.append({
+            "model": r["model"], "task": r["task"], "difficulty": tasks[r["task"]].difficulty,
+            "value": r["value"],
+            "low": r["ci_low"] if r.get("ci_low") is not None else math.nan,
+            "high": r["ci_high"] if r.get("ci_high") is not None else math.nan,
+        })
+    return points
+
+
+class HtmlHooks:
+    def __init__(self, evidence):
+        self.evidence = evidence
+
+    def pytest_html_report_title(self, report):
+        report.title = "medvlm-fragility report"
+
+    def pytest_html_results_summary(self, prefix, summary, postfix, session=None):
+        suite = self.evidence.suite
+        records = list(self.evidence.records.values())
+        points = difficulty_points(records, suite.registry.tasks)
+        png = plot_difficulty(points) if points else None
+        order = sorted(suite.registry.tasks, key=lambda k: suite.registry.tasks[k].difficulty)
+        prefix.append(render_report_header(
+            records, difficulty_png=png, remote_destinations=sorted(suite.remote_destinations), task_order=order))

@@ -1,0 +1,162 @@
+"""The runner fills the response store for a model × task × prompt grid.
+
+Prediction and assertion are separate: tests never call a model, they read the table
+this module returns. A model is loaded only when some answer is missing from the
+store, so a second run of the same grid makes zero model calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import pandas as pd
+
+from .core import GenerationRequest, HarnessError, ImageItem, ModelSpec, PromptVariant, TaskSpec
+from .store import ResponseStore, cache_key
+
+Progress = Callable[[str, int, int], None]  # (label, done, total)
+
+TABLE_COLUMNS = ["model", "task", "image_id", "label", "variant", "text", "outcome", "error", "judged"]
+
+
+@dataclass
+class BackendHandle:
+    """Creates the backend on first need, so a fully cached grid never loads a model."""
+
+    spec: ModelSpec
+    factory: Callable[[ModelSpec], object]
+    _backend: object = None
+    calls: int = 0
+
+    def get(self):
+        if self._backend is None:
+            self._backend = self.factory(self.spec)
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None and hasattr(self._backend, "close"):
+            self._backend.close()
+        self._backend = None
+
+
+@dataclass
+class RunStats:
+    """What one fill did: used by the progress display and by tests of the cache."""
+
+    requested: int = 0
+    cached: int = 0
+    generated: int = 0
+    errors: int = 0
+    image_errors: dict = field(default_factory=dict)
+
+
+def _load_images(items: list[ImageItem]) -> tuple[dict, dict]:
+    """Load every image once; a bad image becomes a per-image error, never a crash."""
+    images, errors = {}, {}
+    for item in items:
+        try:
+            images[item.image_id] = item.load()
+        except HarnessError as exc:
+            errors[item.image_id] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is a per-image error
+            errors[item.image_id] = f"{item.source}: {type(exc).__name__}: {exc}"
+    return images, errors
+
+
+def closed_form_key(identity: dict, prompt: str, item: ImageItem, max_new_tokens: int) -> str:
+    """The store key of one closed-form answer (greedy decoding, so only the token limit varies)."""
+    settings = {"max_new_tokens": max_new_tokens, "do_sample": False}
+    return cache_key(identity, stage="closed", prompt=prompt, image_sha=item.sha256, settings=settings)
+
+
+def fill_closed_form(
+    handle: BackendHandle,
+    identity: dict,
+    task: TaskSpec,
+    items: list[ImageItem],
+    variants: list[PromptVariant],
+    store: ResponseStore,
+    *,
+    max_new_tokens: int,
+    chunk_size: int = 64,
+    progress: Optional[Progress] = None,
+) -> tuple[dict, RunStats]:
+    """Answer every (image, variant) pair not yet stored; returns texts and errors by cell.
+
+    The result maps (image_id, variant_key) to ("text", str) or ("error", message).
+    """
+    stats = RunStats()
+    cells = []
+    for item in items:
+        for variant in variants:
+            prompt = variant.render(task)
+            cells.append((item, variant, prompt, closed_form_key(identity, prompt, item, max_new_tokens)))
+    stats.requested = len(cells)
+    stored = store.get_many([c[3] for c in cells])
+    stats.cached = len(stored)
+    results = {(c[0].image_id, c[1].key): ("text", stored[c[3]]) for c in cells if c[3] in stored}
+    missing = [c for c in cells if c[3] not in stored]
+    if missing:
+        _generate_missing(handle, task, missing, store, results, stats, max_new_tokens, chunk_size, progress)
+    if progress:
+        progress(f"{handle.spec.name} × {task.key}", stats.requested, stats.requested)
+    return results, stats
+
+
+def _generate_missing(handle, task, missing, store, results, stats, max_new_tokens, chunk_size, progress):
+    """Generate in chunks grouped by image, storing each chunk as soon as it returns."""
+    by_image: dict[str, list] = {}
+    for cell in missing:
+        by_image.setdefault(cell[0].image_id, []).append(cell)
+    item_by_id = {cells[0][0].image_id: cells[0][0] for cells in by_image.values()}
+    images, image_errors = _load_images(list(item_by_id.values()))
+    stats.image_errors.update(image_errors)
+    pending = []
+    for image_id, cells in by_image.items():
+        if image_id in image_errors:
+            for cell in cells:
+                results[(image_id, cell[1].key)] = ("error", image_errors[image_id])
+                stats.errors += 1
+            continue
+        pending.extend(cells)
+    done = stats.cached
+    for start in range(0, len(pending), chunk_size):
+        chunk = pending[start : start + chunk_size]
+        requests = [GenerationRequest(prompt=c[2], image_key=c[0].image_id, max_new_tokens=max_new_tokens) for c in chunk]
+        needed = {c[0].image_id: images[c[0].image_id] for c in chunk}
+        outputs = handle.get().generate(requests, needed)
+        handle.calls += len(requests)
+        rows = []
+        for cell, out in zip(chunk, outputs):
+            cell_id = (cell[0].image_id, cell[1].key)
+            if out.ok:
+                results[cell_id] = ("text", out.text)
+                rows.append({"key": cell[3], "stage": "closed", "model": handle.spec.name, "task": task.key,
+                             "image_id": cell[0].image_id, "variant": cell[1].key, "text": out.text})
+                stats.generated += 1
+            else:
+                results[cell_id] = ("error", out.error or "empty response")
+                stats.errors += 1
+        store.put_many(rows)
+        done += len(chunk)
+        if progress:
+            progress(f"{handle.spec.name} × {task.key}", done, stats.requested)
+
+
+def build_table(model: str, task: TaskSpec, items, variants, results: dict, parse, judged: dict | None = None) -> pd.DataFrame:
+    """One row per (image, variant) with the parsed outcome; errors keep their message."""
+    rows = []
+    judged = judged or {}
+    for item in items:
+        for variant in variants:
+            kind, value = results.get((item.image_id, variant.key), ("error", "no response"))
+            if kind == "error":
+                rows.append((model, task.key, item.image_id, item.label, variant.key, None, "error", value, False))
+                continue
+            outcome = parse(value, variant, task)
+            was_judged = False
+            if outcome == "refused" and (item.image_id, variant.key) in judged:
+                outcome, was_judged = judged[(item.image_id, variant.key)], True
+            rows.append((model, task.key, item.image_id, item.label, variant.key, value, outcome, None, was_judged))
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)

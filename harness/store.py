@@ -1,0 +1,137 @@
+"""The response store: every model answer is written to SQLite (WAL) the moment it arrives.
+
+Why SQLite: a killed run resumes where it stopped, several pytest-xdist workers can
+write at once, and a lookup costs microseconds. The key hashes exactly what changes
+an output (see `cache_key`); errors and empty answers are never stored, so they are
+retried on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterable, Optional
+
+from .core import PROTOCOL_VERSION, sha256_bytes
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    model TEXT NOT NULL,
+    task TEXT NOT NULL,
+    image_id TEXT,
+    variant TEXT,
+    text TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+def cache_key(identity: dict, *, stage: str, prompt: str, image_sha: Optional[str], settings: dict) -> str:
+    """Hash of everything that changes a model's output, and nothing else.
+
+    `identity` is the backend's identity (backend, model id, revision, local weight
+    fingerprint); `prompt` the exact user text (the chat template is fixed by the
+    model identity); `image_sha` the image content hash; `settings` the generation
+    settings. Registry names, task names and image paths are deliberately left out:
+    renaming a model or moving a file must not invalidate answers.
+    """
+    payload = {
+        "protocol": PROTOCOL_VERSION,
+        "identity": identity,
+        "stage": stage,
+        "prompt": prompt,
+        "image": image_sha,
+        "settings": settings,
+    }
+    return sha256_bytes(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
+
+
+class ResponseStore:
+    """A process-safe handle on the SQLite store; reconnects after fork (xdist)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._conn: Optional[sqlite3.Connection] = None
+        self._pid: Optional[int] = None
+
+    # -- connection -----------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        try:
+            conn = self._open()
+        except sqlite3.DatabaseError:
+            self._set_aside()
+            conn = self._open()
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif row[0] != str(SCHEMA_VERSION):
+            conn.close()
+            raise sqlite3.DatabaseError(f"foreign schema version {row[0]}")
+        return conn
+
+    def _set_aside(self) -> None:
+        """A corrupt or foreign file is renamed, never read further, never deleted."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                p.rename(p.with_name(f"{p.name}.corrupt-{stamp}"))
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    # -- reads and writes ------------------------------------------------------------
+    def get_many(self, keys: list[str]) -> dict[str, str]:
+        """Stored texts for the keys that have one."""
+        conn = self._connect()
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, text in conn.execute(f"SELECT key, text FROM responses WHERE key IN ({marks})", chunk):
+                found[key] = text
+        return found
+
+    def put_many(self, rows: Iterable[dict]) -> int:
+        """Store answers in one transaction; empty texts are refused (never cached)."""
+        now = time.time()
+        values = [
+            (r["key"], r["stage"], r["model"], r["task"], r.get("image_id"), r.get("variant"), r["text"], now)
+            for r in rows
+            if r.get("text") is not None and str(r["text"]).strip() != ""
+        ]
+        if not values:
+            return 0
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?)", values)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(values)
+
+    def count(self) -> int:
+        return self._connect().execute("SELECT COUNT(*) FROM responses").fetchone()[0]

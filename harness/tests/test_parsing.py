@@ -1,0 +1,240 @@
+"""Tests of the deterministic answer parser: tricky examples and invariance properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.core import PromptVariant, TaskSpec
+from harness.parsing import PARSER_VERSION, parse_answer, parse_choice, parse_yes_no
+
+
+def _task(key: str, positive: str, negative: str) -> TaskSpec:
+    return TaskSpec(key=key, title=key, modality="image", disease=f"a {positive}", positive_name=positive,
+                    negative_name=negative, difficulty=1, hints="", positive_aliases=("yes", "1"),
+                    negative_aliases=("no", "0"))
+
+
+TASKS = {
+    "brain": _task("brain", "tumor", "no tumor"),
+    "pneumonia": _task("pneumonia", "pneumonia", "normal"),
+    "skin": _task("skin", "malignant", "benign"),
+    "histo": _task("histo", "invasive ductal carcinoma", "no invasive ductal carcinoma"),
+}
+ABNORMAL = PromptVariant("abnormal", "Is this {modality} abnormal?", "yes_no", yes_means="positive")
+NORMAL = PromptVariant("normal", "Is this {modality} normal?", "yes_no", yes_means="negative")
+CHOICE_PN = PromptVariant("ab", "A) {option_a} B) {option_b}", "choice", options=("positive", "negative"))
+CHOICE_NP = PromptVariant("ba", "A) {option_a} B) {option_b}", "choice", options=("negative", "positive"))
+
+task_keys = st.sampled_from(sorted(TASKS))
+
+
+def test_parser_version_is_an_int():
+    assert PARSER_VERSION == 1
+
+
+# ---------------------------------------------------------------- tricky examples
+
+YES_NO_CASES = [
+    ("Yes", "yes"), ("No", "no"), ("yes.", "yes"), ("NO!", "no"), ("**Yes**", "yes"), ("__no__", "no"),
+    ("  \n\tYes", "yes"), ('"Yes"', "yes"), ("\u201cNo.\u201d", "no"), ("'yes'", "yes"),
+    ("Yes, there is a lesion in the left lobe.", "yes"),
+    ("No, there is no tumor.", "no"),
+    ("No there is no tumor", "no"),
+    ("Yes, there is no sign of normal tissue.", "yes"),
+    ("Answer: No", "no"), ("The answer is yes.", "yes"), ("Final answer: YES", "yes"),
+    ("Assistant: no", "no"), ("Based on the image, yes.", "yes"), ("Is there a tumor? Yes.", "yes"),
+    ("yes yes", "yes"), ("nope", "no"), ("Nope.", "no"), ("nah", "no"), ("Yeah", "yes"), ("yep!", "yes"),
+    ("Yes, probably.", "yes"), ("I could see a lesion. Yes.", "yes"),  # "probably" commits to an answer
+    ("Yes... no", None), ("Yes. No.", None), ("yes no", None), ("yes/no", None), ("No, yes", None),
+    ("Yes and no", None), ("Either yes or no.", None),
+    ("Yes, but not certain", None),  # any hedge wins, wherever it is
+    ("No. Please consult a radiologist.", None), ("I cannot determine this from the image.", None),
+    ("I can't tell", None), ("I am unable to provide a diagnosis.", None), ("Not sure", None),
+    ("Uncertain", None), ("It is difficult to say.", None), ("As an AI, I cannot diagnose.", None),
+    ("I'm sorry, but I can't help with that.", None), ("Possibly yes", None), ("Maybe", None),
+    ("It may or may not be.", None), ("Yes, it might be a tumor.", None),
+    ("Y", None), ("N", None), ("yesterday", None), ("nodule", None), ("I know", None), ("note", None),
+    ("none", None), ("noyes", None), ("No tumor", None),  # determiner "no": not an answer without the question
+    ("No abnormality detected.", None), ("There is no tumor.", None), ("Positive", None), ("negative", None),
+    ("", None), ("   ", None), ("\u0120qx zz lesion lesion", None), ("\u0120yes", None), ("...", None),
+]
+
+
+@pytest.mark.parametrize("text, expected", YES_NO_CASES)
+def test_parse_yes_no_examples(text, expected):
+    assert parse_yes_no(text) == expected
+
+
+CHOICE_CASES = [
+    ("A", "tumor", "no tumor", "A"), ("A)", "tumor", "no tumor", "A"), ("(A)", "tumor", "no tumor", "A"),
+    ("A.", "tumor", "no tumor", "A"), ("[B]", "tumor", "no tumor", "B"), ("Option A", "tumor", "no tumor", "A"),
+    ("option: b", "tumor", "no tumor", "B"), ("answer: B", "malignant", "benign", "B"),
+    ("The answer is (B) benign", "malignant", "benign", "B"), ("B: benign", "malignant", "benign", "B"),
+    ("B no tumor", "tumor", "no tumor", "B"), ("Based on the image, B.", "malignant", "benign", "B"),
+    ("I choose A", "malignant", "benign", "A"), ("**B**", "malignant", "benign", "B"),
+    ("benign", "malignant", "benign", "B"), ("Malignant.", "malignant", "benign", "A"),
+    ("It is benign.", "malignant", "benign", "B"), ("Benign, not malignant.", "malignant", "benign", "B"),
+    ("Malignant. Benign lesions are usually symmetric.", "malignant", "benign", "A"),
+    ("B. Malignant lesions usually show asymmetry.", "malignant", "benign", "B"),
+    # option texts that contain each other
+    ("no tumor", "tumor", "no tumor", "B"), ("tumor", "tumor", "no tumor", "A"),
+    ("No tumor.", "tumor", "no tumor", "B"), ("Tumor", "no tumor", "tumor", "B"),
+    ("There is no tumor.", "tumor", "no tumor", "B"), ("There is a tumor.", "tumor", "no tumor", "A"),
+    ("A tumor is visible.", "tumor", "no tumor", "A"),  # article, not option A
+    ("A tumor is visible.", "no tumor", "tumor", "B"),
+    ("The answer is a tumor.", "no tumor", "tumor", "B"),
+    ("Invasive ductal carcinoma", "invasive ductal carcinoma", "no invasive ductal carcinoma", "A"),
+    ("No invasive ductal carcinoma.", "invasive ductal carcinoma", "no invasive ductal carcinoma", "B"),
+    ("Pneumonia", "normal", "pneumonia", "B"),
+    # both, neither, hedges
+    ("A or B", "tumor", "no tumor", None), ("A/B", "tumor", "no tumor", None), ("A and B", "x", "y", None),
+    ("(A) tumor (B) no tumor", "tumor", "no tumor", None), ("B) malignant", "malignant", "benign", None),
+    ("Malignant or benign", "malignant", "benign", None), ("Both", "malignant", "benign", None),
+    ("Neither", "malignant", "benign", None), ("Possibly A", "malignant", "benign", None),
+    ("I cannot determine.", "malignant", "benign", None), ("Yes", "malignant", "benign", None),
+    ("C", "malignant", "benign", None), ("", "malignant", "benign", None),
+    ("Not malignant", "malignant", "benign", None), ("\u0120qx zz lesion lesion", "tumor", "no tumor", None),
+    ("answers", "malignant", "benign", None), ("A. tumor\nB. no tumor", "tumor", "no tumor", None),
+    ("A is correct.", "malignant", "benign", "A"), ("The correct option is B", "malignant", "benign", "B"),
+    ("The answer is B. no tumor", "tumor", "no tumor", "B"),
+]
+
+
+@pytest.mark.parametrize("text, option_a, option_b, expected", CHOICE_CASES)
+def test_parse_choice_examples(text, option_a, option_b, expected):
+    assert parse_choice(text, option_a, option_b) == expected
+
+
+ANSWER_CASES = [
+    ("Yes", ABNORMAL, "brain", "positive"), ("No", ABNORMAL, "brain", "negative"),
+    ("Yes", NORMAL, "pneumonia", "negative"), ("No.", NORMAL, "pneumonia", "positive"),
+    ("Pneumonia.", ABNORMAL, "pneumonia", "positive"), ("Pneumonia.", NORMAL, "pneumonia", "positive"),
+    ("Normal", NORMAL, "pneumonia", "negative"), ("No tumor", NORMAL, "brain", "negative"),
+    ("No tumor", ABNORMAL, "brain", "negative"), ("Tumor detected.", NORMAL, "brain", "positive"),
+    ("No pneumonia.", NORMAL, "pneumonia", "negative"), ("No evidence of a tumor", NORMAL, "brain", "negative"),
+    ("There is no pneumonia.", ABNORMAL, "pneumonia", "negative"),
+    ("Benign", ABNORMAL, "skin", "negative"), ("It is malignant.", NORMAL, "skin", "positive"),
+    ("No invasive ductal carcinoma", NORMAL, "histo", "negative"),
+    ("Invasive ductal carcinoma.", NORMAL, "histo", "positive"),
+    ("Tumor? No.", ABNORMAL, "brain", "refused"),  # the class name and the answer word disagree
+    ("Yes, pneumonia.", ABNORMAL, "pneumonia", "positive"),
+    ("No abnormality", NORMAL, "brain", "refused"), ("Pneumonia or normal", ABNORMAL, "pneumonia", "refused"),
+    ("Yes, possibly pneumonia", ABNORMAL, "pneumonia", "refused"), ("B", ABNORMAL, "brain", "refused"),
+    ("A", CHOICE_PN, "skin", "positive"), ("A", CHOICE_NP, "skin", "negative"),
+    ("benign", CHOICE_PN, "skin", "negative"), ("benign", CHOICE_NP, "skin", "negative"),
+    ("(B) no tumor", CHOICE_PN, "brain", "negative"), ("(B) tumor", CHOICE_NP, "brain", "positive"),
+    ("(B) tumor", CHOICE_PN, "brain", "refused"), ("Yes", CHOICE_PN, "brain", "refused"),
+    ("", ABNORMAL, "brain", "refused"), ("   ", CHOICE_PN, "brain", "refused"),
+    ("\u0120qx zz lesion lesion", ABNORMAL, "brain", "refused"),
+]
+
+
+@pytest.mark.parametrize("text, variant, task, expected", ANSWER_CASES)
+def test_parse_answer_examples(text, variant, task, expected):
+    assert parse_answer(text, variant, TASKS[task]) == expected
+
+
+def test_non_string_text_is_refused():
+    assert parse_yes_no(None) is None  # type: ignore[arg-type]
+    assert parse_choice(None, "a", "b") is None  # type: ignore[arg-type]
+    assert parse_answer(None, ABNORMAL, TASKS["brain"]) == "refused"  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- properties
+
+def _decorate(text: str, case: str, period: str, bold: bool, pad: tuple[str, str]) -> str:
+    text = {"lower": text.lower(), "upper": text.upper(), "title": text.title(), "keep": text}[case]
+    text += period
+    if bold:
+        text = f"**{text}**"
+    return pad[0] + text + pad[1]
+
+
+decorations = st.tuples(
+    st.sampled_from(["lower", "upper", "title", "keep"]),
+    st.sampled_from(["", ".", "!", "..."]),
+    st.booleans(),
+    st.tuples(st.sampled_from(["", " ", "\n", " \t "]), st.sampled_from(["", " ", "\n"])),
+)
+EXPLANATIONS = ["", ", based on the image", ". The findings are described above", " - see the left side"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(word=st.sampled_from(["yes", "no", "Yes", "No"]), deco=decorations)
+def test_decorations_keep_yes_no(word, deco):
+    assert parse_yes_no(_decorate(word, *deco)) == word.lower()
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=task_keys, pick=st.sampled_from(["A", "B", "text_a", "text_b"]), deco=decorations)
+def test_decorations_keep_choice(key, pick, deco):
+    a, b = TASKS[key].positive_name, TASKS[key].negative_name
+    canonical = {"A": "A", "B": "B", "text_a": a, "text_b": b}[pick]
+    assert parse_choice(_decorate(canonical, *deco), a, b) == pick[-1].upper()
+
+
+CHOICE_TEMPLATES = ["{L}", "{L})", "({L})", "{L}.", "Option {L}", "answer: {L}", "The answer is ({L}) {T}",
+                    "{L}: {T}", "{T}", "{T}.", "It is {T}", "**{T}**", "I choose {L}", "{L} - {T}"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=task_keys, template=st.sampled_from(CHOICE_TEMPLATES), label=st.sampled_from(["positive", "negative"]),
+       tail=st.sampled_from(EXPLANATIONS), deco=decorations)
+def test_swapping_option_order_and_letter_keeps_label(key, template, label, tail, deco):
+    task = TASKS[key]
+    names = {"positive": task.positive_name, "negative": task.negative_name}
+    letter_pn = "A" if label == "positive" else "B"
+    letter_np = "B" if letter_pn == "A" else "A"
+    text_pn = _decorate(template.format(L=letter_pn, T=names[label]) + tail, *deco)
+    text_np = _decorate(template.format(L=letter_np, T=names[label]) + tail, *deco)
+    assert parse_answer(text_pn, CHOICE_PN, task) == parse_answer(text_np, CHOICE_NP, task) == label
+
+
+VOCAB = ["tumor", "no tumor", "malignant", "benign", "pneumonia", "normal", "invasive ductal carcinoma",
+         "no invasive ductal carcinoma", "not", "there is", "the", "lesion", "yes", "no", "answer:", ",", ".",
+         "(", ")", "it is", "rather than", "visible", "\n"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=task_keys, words=st.lists(st.sampled_from(VOCAB), max_size=8))
+def test_letter_free_answers_do_not_depend_on_option_order(key, words):
+    """Without option letters, only the class names speak, and they map the same in both orders."""
+    text = " ".join(words)
+    task = TASKS[key]
+    assert parse_answer(text, CHOICE_PN, task) == parse_answer(text, CHOICE_NP, task)
+
+
+YES_NO_TEMPLATES = ["{W}", "{W}.", "**{W}**", "Answer: {W}", "The answer is {W}.", "{W}, based on the image.",
+                    "Based on the image, {W}.", "{W}!", "'{W}'", "{W}, I see a lesion."]
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=task_keys, template=st.sampled_from(YES_NO_TEMPLATES), answer=st.sampled_from(["yes", "no"]),
+       tail=st.sampled_from(EXPLANATIONS), deco=decorations)
+def test_flipping_polarity_and_answer_keeps_label(key, template, answer, tail, deco):
+    task = TASKS[key]
+    flipped = "no" if answer == "yes" else "yes"
+    text = _decorate(template.format(W=answer) + tail, *deco)
+    text_flipped = _decorate(template.format(W=flipped) + tail, *deco)
+    label = parse_answer(text, ABNORMAL, task)
+    assert label == ("positive" if answer == "yes" else "negative")
+    assert parse_answer(text_flipped, NORMAL, task) == label
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=200), key=task_keys,
+       variant=st.sampled_from([ABNORMAL, NORMAL, CHOICE_PN, CHOICE_NP]))
+def test_arbitrary_text_never_crashes(text, key, variant):
+    assert parse_answer(text, variant, TASKS[key]) in ("positive", "negative", "refused")
+    assert parse_yes_no(text) in ("yes", "no", None)
+    assert parse_choice(text, TASKS[key].positive_name, TASKS[key].negative_name) in ("A", "B", None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=60), key=task_keys)
+def test_hedged_text_is_always_refused(text, key):
+    for hedge in ("I am not sure. ", "Please consult a doctor. "):
+        assert parse_answer(hedge + text, ABNORMAL, TASKS[key]) == "refused"
+        assert parse_answer(text + " " + hedge, CHOICE_PN, TASKS[key]) == "refused"

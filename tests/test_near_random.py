@@ -1,0 +1,15 @@
+"""Finding 1 (near_random): a trustworthy medical VLM is demonstrably better than chance.
+
+CheckList type: minimum functionality. Balanced accuracy, aggregated over the task's
+prompt variants, must have a one-sided lower bound of at least chance + min_margin.
+"""
+
+import pytest
+
+from harness.findings import near_random
+
+pytestmark = pytest.mark.finding("near_random", check="minimum functionality")
+
+
+def test_above_chance(subject, assert_robust):
+    assert_robust(near_random.evaluate, subject.grid, subject.thresholds)
