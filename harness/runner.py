@@ -17,7 +17,7 @@ from .store import ResponseStore, cache_key
 
 Progress = Callable[[str, int, int], None]  # (label, done, total)
 
-TABLE_COLUMNS = ["model", "task", "image_id", "label", "variant", "text", "outcome", "error", "judged"]
+TABLE_COLUMNS = ["model", "task", "image_id", "label", "variant", "text", "outcome", "error", "parsed", "judge_reply"]
 
 
 @dataclass
@@ -140,23 +140,77 @@ def _generate_missing(handle, task, missing, store, results, stats, max_new_toke
                 stats.errors += 1
         store.put_many(rows)
         done += len(chunk)
-        if progress:
+        if progress and done < stats.requested:
             progress(f"{handle.spec.name} × {task.key}", done, stats.requested)
 
 
 def build_table(model: str, task: TaskSpec, items, variants, results: dict, parse, judged: dict | None = None) -> pd.DataFrame:
-    """One row per (image, variant) with the parsed outcome; errors keep their message."""
+    """One row per (image, variant): the parser's outcome, the judge's where it was asked.
+
+    `outcome` is what the statistics use: the judge's verdict for answers the parser
+    could not classify, the parser's otherwise; `parsed` and `judge_reply` keep both.
+    """
     rows = []
     judged = judged or {}
     for item in items:
         for variant in variants:
             kind, value = results.get((item.image_id, variant.key), ("error", "no response"))
             if kind == "error":
-                rows.append((model, task.key, item.image_id, item.label, variant.key, None, "error", value, False))
+                rows.append((model, task.key, item.image_id, item.label, variant.key, None, "error", value, None, None))
                 continue
-            outcome = parse(value, variant, task)
-            was_judged = False
-            if outcome == "refused" and (item.image_id, variant.key) in judged:
-                outcome, was_judged = judged[(item.image_id, variant.key)], True
-            rows.append((model, task.key, item.image_id, item.label, variant.key, value, outcome, None, was_judged))
+            parsed = parse(value, variant, task)
+            outcome, reply = parsed, None
+            if parsed == "refused" and (item.image_id, variant.key) in judged:
+                outcome, reply = judged[(item.image_id, variant.key)]
+            rows.append((model, task.key, item.image_id, item.label, variant.key, value, outcome, None, parsed, reply))
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def unclassified_cells(results: dict, variants, task: TaskSpec, parse) -> list[tuple[str, PromptVariant, str]]:
+    """Answers (not errors) that the deterministic parser maps to 'refused'."""
+    by_key = {v.key: v for v in variants}
+    return [
+        (image_id, by_key[vkey], value)
+        for (image_id, vkey), (kind, value) in results.items()
+        if kind == "text" and vkey in by_key and parse(value, by_key[vkey], task) == "refused"
+    ]
+
+
+def judge_unclassified(
+    handle: BackendHandle,
+    identity: dict,
+    task: TaskSpec,
+    cells: list[tuple[str, PromptVariant, str]],
+    store: ResponseStore,
+    *,
+    max_new_tokens: int = 16,
+) -> dict:
+    """Ask an LLM judge about answers the parser left unclassified; both results are kept.
+
+    `cells` holds (image_id, variant, answer text). Judge replies are stored like any
+    answer (stage "judge"), so a rerun asks the judge nothing. Returns
+    {(image_id, variant_key): (judge outcome, judge reply)}.
+    """
+    from .judge import JUDGE_VERSION, judge_messages, parse_judge_reply
+
+    settings = {"max_new_tokens": max_new_tokens, "do_sample": False, "judge_version": JUDGE_VERSION}
+    planned = []
+    for image_id, variant, text in cells:
+        system, user = judge_messages(variant.render(task), text, variant, task)
+        key = cache_key(identity, stage="judge", prompt=system["content"] + "\n\n" + user["content"],
+                        image_sha=None, settings=settings)
+        planned.append((image_id, variant, system["content"], user["content"], key))
+    stored = store.get_many([p[4] for p in planned])
+    missing = [p for p in planned if p[4] not in stored]
+    if missing:
+        requests = [GenerationRequest(prompt=p[3], system=p[2], max_new_tokens=max_new_tokens) for p in missing]
+        outputs = handle.get().generate(requests, {})
+        handle.calls += len(requests)
+        rows = []
+        for p, out in zip(missing, outputs):
+            if out.ok:
+                stored[p[4]] = out.text
+                rows.append({"key": p[4], "stage": "judge", "model": handle.spec.name, "task": task.key,
+                             "image_id": p[0], "variant": p[1].key, "text": out.text})
+        store.put_many(rows)
+    return {(p[0], p[1].key): (parse_judge_reply(stored[p[4]]), stored[p[4]]) for p in planned if p[4] in stored}

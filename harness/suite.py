@@ -8,7 +8,6 @@ problems are reported together.
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import urlparse
 
@@ -19,7 +18,7 @@ from .config.registry import DEFAULT_MODELS, DEFAULT_TASKS, load_registry, selec
 from .config.thresholds import load_thresholds
 from .core import ConfigError, HarnessError, ImageItem, ModelSpec, TaskSpec
 from .parsing import parse_answer
-from .runner import BackendHandle, RunStats, build_table, fill_closed_form
+from .runner import BackendHandle, RunStats, build_table, fill_closed_form, judge_unclassified, unclassified_cells
 from .store import ResponseStore
 
 
@@ -57,6 +56,9 @@ class Suite:
         self._failures: dict[tuple[str, str], str] = {}
         self.fill_stats: dict[tuple[str, str], RunStats] = {}
         self.remote_destinations: set[str] = set()
+        self._judge_handle: Optional[BackendHandle] = None
+        self._judge_identity: dict = {}
+        self._factory: Optional[Callable] = None
 
     @staticmethod
     def _load(problems: list[str], loader):
@@ -124,6 +126,7 @@ class Suite:
 
     def fill(self, pairs: list[tuple[str, str]], factory: Callable, progress=None) -> None:
         """Fill the store for each (model, task) pair; a model is loaded only if needed."""
+        self._factory = factory
         by_model: dict[str, list[str]] = {}
         for model, task in pairs:
             by_model.setdefault(model, []).append(task)
@@ -139,6 +142,8 @@ class Suite:
                     self._failures.setdefault((model_name, task_key), str(exc))
             finally:
                 handle.close()
+        if self._judge_handle is not None:
+            self._judge_handle.close()
 
     def _fill_one(self, handle, identity, task_key, progress) -> None:
         task = self.task(task_key)
@@ -157,7 +162,24 @@ class Suite:
             max_new_tokens=max_new, chunk_size=max(gen["batch_size"] * 4, 16), progress=progress,
         )
         self.fill_stats[key] = stats
-        self._tables[key] = build_table(handle.spec.name, task, items, self.variants, results, parse_answer)
+        judged = self._judge(task, results, progress) if self.settings.judge else None
+        self._tables[key] = build_table(handle.spec.name, task, items, self.variants, results, parse_answer, judged)
+
+    def _judge(self, task: TaskSpec, results: dict, progress) -> dict:
+        """Send what the parser could not classify to the --judge model (cached)."""
+        cells = unclassified_cells(results, self.variants, task, parse_answer)
+        if not cells:
+            return {}
+        if self._judge_handle is None:
+            spec = self.model(self.settings.judge)
+            self._judge_handle = BackendHandle(spec=spec, factory=self._factory)
+            self._judge_identity = model_identity(spec, self.settings.cache_dir)
+        if progress:
+            progress(f"judge {self.settings.judge} × {task.key}", 0, len(cells))
+        judged = judge_unclassified(self._judge_handle, self._judge_identity, task, cells, self.store)
+        if progress:
+            progress(f"judge {self.settings.judge} × {task.key}", len(cells), len(cells))
+        return judged
 
     def table(self, model: str, task: str, factory: Callable) -> pd.DataFrame:
         key = (model, task)

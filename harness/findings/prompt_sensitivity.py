@@ -50,7 +50,14 @@ def _swing_verdict(grid, values, thresholds, *, metric, limit, description, deta
     )
 
 
+def _require_answers(answered: np.ndarray, what: str) -> None:
+    """Invariance is vacuous for a model that never answers: a skip, never a pass."""
+    if not answered.any():
+        raise NotApplicable(f"the model answered none of {what} (all refused or errors), so invariance cannot be judged")
+
+
 def accuracy_swing(grid: Grid, thresholds: Thresholds) -> Verdict:
+    _require_answers(grid.valid & ~grid.refused, "the prompts")
     weights = weights_for(grid, thresholds.bootstrap_replicates, thresholds.seed)
     ba = grid_balanced_accuracy(grid.correct, grid.valid, grid.is_pos, weights)
     complete = grid.valid.all(axis=1)
@@ -94,6 +101,7 @@ def flip_rate(grid: Grid, variants: list[PromptVariant], family: str, thresholds
     a = np.stack([grid.column(base) for base, _ in pairs], axis=1)
     b = np.stack([grid.column(pert) for _, pert in pairs], axis=1)
     valid = (a != "error") & (b != "error")
+    _require_answers(valid & ((a != "refused") | (b != "refused")), f"the '{family}' prompt pairs")
     flips = (a != b) & valid
     weights = weights_for(grid, thresholds.bootstrap_replicates, thresholds.seed)
     per_pair = grid_rate(flips, valid, weights)

@@ -83,20 +83,26 @@ class EvidencePlugin:
         if reporter is None or _is_worker(self.config):
             return None
         state = {"label": None, "last": 0.0}
+        tty = reporter.isatty() if callable(getattr(reporter, "isatty", None)) else bool(getattr(reporter, "isatty", False))
 
         def show(label: str, done: int, total: int) -> None:
             now = time.monotonic()
             finished = done >= total
-            if label == state["label"] and not finished and now - state["last"] < 0.5:
-                return
             if label != state["label"]:
                 reporter.ensure_newline()
                 state["label"] = label
+                state["last"] = 0.0
+            if not finished and (not tty or now - state["last"] < 0.5):
+                return
             state["last"] = now
             width = 30
             filled = int(width * done / max(total, 1))
-            reporter.rewrite(f"medvlm fill {label}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            line = f"medvlm fill {label}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+            if tty:
+                reporter.rewrite(line)
             if finished:
+                if not tty:
+                    reporter.write(line)
                 reporter.write_line("")
 
         return show

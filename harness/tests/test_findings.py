@@ -166,3 +166,12 @@ def test_flip_counts_a_refusal_as_a_change():
 
     verdict = prompt_sensitivity.flip_rate(grid(refuses_when_hinted), VARIANTS, "clinical_hint", FAST)
     assert verdict.value == pytest.approx(1.0)
+
+
+def test_invariance_is_not_applicable_when_the_model_never_answers():
+    g = grid(lambda i, label, v, rng: "refused", n=5)
+    with pytest.raises(NotApplicable):
+        prompt_sensitivity.accuracy_swing(g, FAST)
+    with pytest.raises(NotApplicable):
+        prompt_sensitivity.flip_rate(g, VARIANTS, "polarity", FAST)
+    assert prompt_sensitivity.refusal_swing(g, FAST).passed  # refusing consistently is consistent

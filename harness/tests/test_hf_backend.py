@@ -275,7 +275,8 @@ def test_identity_fingerprints_the_built_folder(backends, cache_dir, tmp_path):
 def test_identity_of_a_hub_model_is_cheap_and_names_the_revision(cache_dir):
     hub = ModelSpec(name="g", backend="hf", model="google/gemma-3-4b-it", revision="abc")
     b = make_backend(hub, cache_dir=cache_dir, device="cuda")
-    assert b.identity() == {"backend": "hf", "model": "google/gemma-3-4b-it", "revision": "abc", "fingerprint": None}
+    assert b.identity() == {"backend": "hf", "model": "google/gemma-3-4b-it", "revision": "abc", "fingerprint": None,
+                            "dtype": "float32"}  # this machine has no GPU: fp32 is what would run
     assert b._model is None  # nothing was loaded
 
 

@@ -4,7 +4,6 @@ bootstrap grids against point metrics on explicitly resampled (duplicated) rows.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
