@@ -124,6 +124,9 @@ class HFBackend(Backend):
     def _load(self, source: str) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the suite draws its own progress; tqdm bars clutter CI logs
 
         common = {"revision": self.spec.revision, "trust_remote_code": self.spec.trust_remote_code}
         processor = AutoProcessor.from_pretrained(source, **common)

@@ -397,6 +397,9 @@ def build_tiny_model(family: str, out_dir: Path, seed: int = 0) -> Path:
     model, processor = build_tiny_model_objects(family, seed)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
         try:
