@@ -34,6 +34,10 @@ class HarnessError(Exception):
     """A problem the user must fix (bad config, bad data); the message says what and where."""
 
 
+class NotApplicable(Exception):
+    """A check that cannot be made for this subject: reported as a skip with this reason, never a pass."""
+
+
 class ConfigError(HarnessError):
     """Configuration problems, all listed at once."""
 

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional
 
+import numpy as np
+
 from .core import PROTOCOL_VERSION, sha256_bytes
 
 SCHEMA_VERSION = 1
@@ -28,6 +30,14 @@ CREATE TABLE IF NOT EXISTS responses (
     image_id TEXT,
     variant TEXT,
     text TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    image_id TEXT,
+    dim INTEGER NOT NULL,
+    data BLOB NOT NULL,
     created REAL NOT NULL
 );
 """
@@ -127,6 +137,39 @@ class ResponseStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany("INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?)", values)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(values)
+
+    def get_vectors(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """Stored float32 vectors for the keys that have one (raw bytes, never unpickled)."""
+        conn = self._connect()
+        found = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, dim, data in conn.execute(f"SELECT key, dim, data FROM embeddings WHERE key IN ({marks})", chunk):
+                vec = np.frombuffer(data, dtype="<f4")
+                if vec.shape == (dim,):
+                    found[key] = vec
+        return found
+
+    def put_vectors(self, rows: Iterable[tuple[str, str, str, np.ndarray]]) -> int:
+        """Store (key, model, image_id, vector) rows in one transaction; non-finite vectors are refused."""
+        now = time.time()
+        values = []
+        for key, model, image_id, vec in rows:
+            vec = np.asarray(vec, dtype="<f4").ravel()
+            if vec.size and np.isfinite(vec).all():
+                values.append((key, model, image_id, int(vec.size), vec.tobytes(), now))
+        if not values:
+            return 0
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT OR IGNORE INTO embeddings VALUES (?,?,?,?,?,?)", values)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

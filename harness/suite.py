@@ -13,13 +13,14 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from .backends.identity import model_identity
 from .config.registry import DEFAULT_MODELS, DEFAULT_TASKS, load_registry, select
 from .config.thresholds import load_thresholds
 from .core import ConfigError, HarnessError, ImageItem, ModelSpec, TaskSpec
-from .parsing import parse_answer
-from .runner import BackendHandle, RunStats, build_table, fill_closed_form, judge_unclassified, unclassified_cells
+from .filler import Filler
+from .runner import RunStats
 from .store import ResponseStore
+
+DEFAULT_DIAGNOSER = "organism-diagnoser"
 
 
 def is_loopback_url(url: str) -> bool:
@@ -52,13 +53,10 @@ class Suite:
         self.store = ResponseStore(settings.cache_dir / "responses.sqlite")
         self._explicit_items = self._load_explicit_data()
         self._items: dict[str, list[ImageItem]] = {}
-        self._tables: dict[tuple[str, str], pd.DataFrame] = {}
-        self._failures: dict[tuple[str, str], str] = {}
+        self.results: dict[tuple[str, str, str], object] = {}  # (stage, model, task) -> table / embeddings
+        self.failures: dict[tuple[str, str, str], Exception] = {}
         self.fill_stats: dict[tuple[str, str], RunStats] = {}
         self.remote_destinations: set[str] = set()
-        self._judge_handle: Optional[BackendHandle] = None
-        self._judge_identity: dict = {}
-        self._factory: Optional[Callable] = None
 
     @staticmethod
     def _load(problems: list[str], loader):
@@ -124,70 +122,34 @@ class Suite:
     def task(self, key: str) -> TaskSpec:
         return self.registry.tasks[key]
 
-    def fill(self, pairs: list[tuple[str, str]], factory: Callable, progress=None) -> None:
-        """Fill the store for each (model, task) pair; a model is loaded only if needed."""
-        self._factory = factory
-        by_model: dict[str, list[str]] = {}
-        for model, task in pairs:
-            by_model.setdefault(model, []).append(task)
-        for model_name, task_keys in by_model.items():
-            spec = self.model(model_name)
-            handle = BackendHandle(spec=spec, factory=factory)
-            try:
-                identity = model_identity(spec, self.settings.cache_dir)
-                for task_key in task_keys:
-                    self._fill_one(handle, identity, task_key, progress)
-            except HarnessError as exc:
-                for task_key in task_keys:
-                    self._failures.setdefault((model_name, task_key), str(exc))
-            finally:
-                handle.close()
-        if self._judge_handle is not None:
-            self._judge_handle.close()
+    @property
+    def diagnoser_name(self) -> Optional[str]:
+        """--diagnoser, else the embedded organism's diagnoser when the registry has one."""
+        if self.settings.diagnoser:
+            return self.settings.diagnoser
+        return DEFAULT_DIAGNOSER if DEFAULT_DIAGNOSER in self.registry.models else None
 
-    def _fill_one(self, handle, identity, task_key, progress) -> None:
-        task = self.task(task_key)
-        key = (handle.spec.name, task_key)
-        if key in self._tables:
-            return
-        try:
-            items = self.items(task)
-        except HarnessError as exc:
-            self._failures[key] = str(exc)
-            return
-        gen = self.thresholds.generation
-        max_new = handle.spec.max_new_tokens or gen["max_new_tokens"]
-        results, stats = fill_closed_form(
-            handle, identity, task, items, self.variants, self.store,
-            max_new_tokens=max_new, chunk_size=max(gen["batch_size"] * 4, 16), progress=progress,
-        )
-        self.fill_stats[key] = stats
-        judged = self._judge(task, results, progress) if self.settings.judge else None
-        self._tables[key] = build_table(handle.spec.name, task, items, self.variants, results, parse_answer, judged)
+    def fill(self, needs: dict, factory: Callable, progress=None) -> None:
+        """Fill the store for {(model, task): {stages}}; each model loads at most once."""
+        Filler(self, factory, progress).run(needs)
 
-    def _judge(self, task: TaskSpec, results: dict, progress) -> dict:
-        """Send what the parser could not classify to the --judge model (cached)."""
-        cells = unclassified_cells(results, self.variants, task, parse_answer)
-        if not cells:
-            return {}
-        if self._judge_handle is None:
-            spec = self.model(self.settings.judge)
-            self._judge_handle = BackendHandle(spec=spec, factory=self._factory)
-            self._judge_identity = model_identity(spec, self.settings.cache_dir)
-        if progress:
-            progress(f"judge {self.settings.judge} × {task.key}", 0, len(cells))
-        judged = judge_unclassified(self._judge_handle, self._judge_identity, task, cells, self.store)
-        if progress:
-            progress(f"judge {self.settings.judge} × {task.key}", len(cells), len(cells))
-        return judged
+    def _result(self, stage: str, model: str, task: str, factory: Callable):
+        key = (stage, model, task)
+        if key not in self.results and key not in self.failures:
+            self.fill({(model, task): {stage}}, factory)
+        if key in self.failures:
+            raise self.failures[key]
+        return self.results[key]
 
     def table(self, model: str, task: str, factory: Callable) -> pd.DataFrame:
-        key = (model, task)
-        if key not in self._tables and key not in self._failures:
-            self.fill([key], factory)
-        if key in self._failures:
-            raise HarnessError(f"{model} × {task}: {self._failures[key]}")
-        return self._tables[key]
+        """The closed-form response table of one subject."""
+        return self._result("closed", model, task, factory)
+
+    def description_table(self, model: str, task: str, factory: Callable) -> pd.DataFrame:
+        return self._result("describe", model, task, factory)
+
+    def embeddings(self, model: str, task: str, factory: Callable):
+        return self._result("embed", model, task, factory)
 
     def all_tables(self) -> list[pd.DataFrame]:
-        return list(self._tables.values())
+        return [v for (stage, _, _), v in self.results.items() if stage == "closed"]

@@ -268,6 +268,18 @@ class HFBackend(Backend):
             gc.pad_token_id = self._tokenizer.pad_token_id
         return gc
 
+    # ---------------------------------------------------------------------- embeddings
+
+    def embed(self, images: list, *, layer: int = -1, pooling: str = "mean"):
+        """Pooled vision-tower states, (n_images, width); see hf_embed.py."""
+        from harness.backends.hf_embed import embed_images
+
+        self.load()
+        if self._text_only:
+            raise NotImplementedError(f"{self.spec.name!r} is a text-only model: no vision encoder")
+        return embed_images(self._model, self._processor, images, layer=layer, pooling=pooling,
+                            batch_size=self.spec.batch_size or DEFAULT_BATCH_SIZE)
+
     # ------------------------------------------------------------------------ closing
 
     def close(self) -> None:

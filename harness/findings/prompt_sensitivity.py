@@ -14,15 +14,11 @@ import warnings
 
 import numpy as np
 
-from ..core import PromptVariant, Thresholds
+from ..core import NotApplicable, PromptVariant, Thresholds
 from ..stats.metrics import grid_balanced_accuracy, grid_rate
 from ..stats.significance import cochrans_q
 from ..verdict import Verdict, verdict_from_replicates
 from .grid import Grid, weights_for
-
-
-class NotApplicable(Exception):
-    """The check cannot be made for this subject (reported as a skip with this reason)."""
 
 
 def _swing(values: np.ndarray) -> np.ndarray:

@@ -44,6 +44,31 @@ def finding_of(item) -> str | None:
     return marker.args[0] if marker and marker.args else None
 
 
+FINDING_STAGES = {
+    "near_random": {"closed"},
+    "prompt_sensitivity": {"closed"},
+    "finetune_gain": {"closed"},
+    "description_recovery": {"closed", "describe"},
+    "embedding_separability": {"closed", "embed"},
+}
+
+
+def stage_needs(items, suite) -> dict:
+    """{(model, task): stages} for the selected items; finetune_gain also needs the base."""
+    needs: dict = {}
+    for item in items:
+        subject = subject_of(item)
+        if subject is None:
+            continue
+        model, task, _ = subject
+        finding = finding_of(item)
+        needs.setdefault((model, task), set()).update(FINDING_STAGES.get(finding, {"closed"}))
+        base = suite.registry.models[model].base_model if model in suite.registry.models else None
+        if finding == "finetune_gain" and base:
+            needs.setdefault((base, task), set()).add("closed")
+    return needs
+
+
 class EvidencePlugin:
     def __init__(self, config, suite):
         self.config = config
@@ -73,9 +98,9 @@ class EvidencePlugin:
     def pytest_runtestloop(self, session):
         if _is_controller(session.config) or session.config.option.collectonly:
             return None
-        pairs = list(dict.fromkeys(s[:2] for s in map(subject_of, session.items) if s is not None))
-        if pairs:
-            self.suite.fill(pairs, backend_factory(self.suite), progress=self._progress())
+        needs = stage_needs(session.items, self.suite)
+        if needs:
+            self.suite.fill(needs, backend_factory(self.suite), progress=self._progress())
         return None
 
     def _progress(self):

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from ..core import HarnessError, ModelSpec, TaskSpec, Thresholds
+from ..core import HarnessError, ModelSpec, NotApplicable, TaskSpec, Thresholds
 from ..findings.grid import Grid, grid_from_table
-from ..findings.prompt_sensitivity import NotApplicable
 from ..verdict import FragilityFound, Verdict
 from .state import SUITE_KEY, VERDICT_KEY
 
@@ -22,7 +21,11 @@ class TooManyErrors(HarnessError):
 
 @dataclass
 class Subject:
-    """One model on one task: its stored responses as a table and as a grid."""
+    """One model on one task: its stored responses as a table and as a grid.
+
+    The other stages (the base model's answers, descriptions, embeddings) are read on
+    demand; a stage that cannot run for this subject raises NotApplicable (a skip).
+    """
 
     model: ModelSpec
     task: TaskSpec
@@ -30,6 +33,23 @@ class Subject:
     grid: Grid
     thresholds: Thresholds
     variants: list
+    suite: object = None
+
+    def _factory(self):
+        return backend_factory(self.suite)
+
+    def base_grid(self) -> Grid:
+        if not self.model.base_model:
+            raise NotApplicable(f"{self.model.name} names no base_model")
+        table = self.suite.table(self.model.base_model, self.task.key, self._factory())
+        return checked_grid(self.model.base_model, self.task.key, table, self.suite)
+
+    def description_grid(self) -> Grid:
+        table = self.suite.description_table(self.model.name, self.task.key, self._factory())
+        return checked_grid(self.model.name, self.task.key, table, self.suite)
+
+    def embeddings(self):
+        return self.suite.embeddings(self.model.name, self.task.key, self._factory())
 
 
 def backend_factory(suite):
@@ -43,7 +63,13 @@ def subject(request) -> Subject:
     suite = request.config.stash[SUITE_KEY]
     model_name, task_key = request.param
     table = suite.table(model_name, task_key, backend_factory(suite))
-    grid = grid_from_table(table, [v.key for v in suite.variants])
+    grid = checked_grid(model_name, task_key, table, suite, [v.key for v in suite.variants])
+    return Subject(suite.model(model_name), suite.task(task_key), table, grid, suite.thresholds, suite.variants, suite)
+
+
+def checked_grid(model_name: str, task_key: str, table: pd.DataFrame, suite, variants=None) -> Grid:
+    """The response grid, after checking the share of backend errors against the limit."""
+    grid = grid_from_table(table, variants)
     limit = suite.thresholds.max_error_rate
     if grid.error_rate > limit:
         sample = table.loc[table["outcome"] == "error", "error"].dropna().head(3).tolist()
@@ -52,7 +78,7 @@ def subject(request) -> Subject:
             f"(limit {limit:.1%}); errors are excluded, never scored, but too many make the verdict "
             f"meaningless. First errors: {sample}"
         )
-    return Subject(suite.model(model_name), suite.task(task_key), table, grid, suite.thresholds, suite.variants)
+    return grid
 
 
 @pytest.fixture
@@ -63,6 +89,7 @@ def assert_robust(request):
     """
 
     def check(evaluate, *args, **kwargs) -> Verdict:
+        __tracebackhide__ = True
         try:
             verdict = evaluate(*args, **kwargs)
         except NotApplicable as exc:

@@ -28,8 +28,7 @@ def finding_of(metafunc) -> str | None:
 
 def subject_models(metafunc, suite) -> list:
     """The models a test runs on: all selected ones, or only fine-tuned ones for finetune_gain."""
-    marker = metafunc.definition.get_closest_marker("finding")
-    if marker and marker.kwargs.get("needs_base_model"):
+    if finding_of(metafunc) == "finetune_gain":
         return [m for m in suite.models if m.base_model]
     return list(suite.models)
 

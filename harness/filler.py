@@ -1,0 +1,115 @@
+"""The fill phase: every stage a selected test needs, for every subject, before any test asserts.
+
+Stages: "closed" (closed-form answers, plus the optional judge), "describe" (descriptions
+and the diagnoser's answers) and "embed" (vision-encoder vectors). Each model is loaded
+at most once per run, and only if some answer is missing from the store. A failure is
+kept per (stage, model, task) and re-raised by the test that needs it, so one broken
+model never stops the others.
+"""
+
+from __future__ import annotations
+
+from .backends.identity import model_identity
+from .core import HarnessError, NotApplicable
+from .describe import description_table, fill_descriptions, fill_diagnoses
+from .embed import fill_embeddings
+from .parsing import parse_answer
+from .runner import BackendHandle, build_table, fill_closed_form, judge_unclassified, unclassified_cells
+
+STAGE_ORDER = ("closed", "describe", "embed")
+
+
+class Filler:
+    def __init__(self, suite, factory, progress=None):
+        self.suite = suite
+        self.factory = factory
+        self.progress = progress
+        self.helpers: dict[str, tuple[BackendHandle, dict]] = {}  # judge / diagnoser, loaded lazily
+
+    def run(self, needs: dict) -> None:
+        by_model: dict[str, dict[str, set]] = {}
+        for (model, task), stages in needs.items():
+            by_model.setdefault(model, {}).setdefault(task, set()).update(stages)
+        try:
+            for model, tasks in by_model.items():
+                self._run_model(model, tasks)
+        finally:
+            for handle, _ in self.helpers.values():
+                self._close(handle)
+
+    def _run_model(self, model: str, tasks: dict) -> None:
+        spec = self.suite.model(model)
+        handle = BackendHandle(spec=spec, factory=self.factory)
+        try:
+            identity = model_identity(spec, self.suite.settings.cache_dir)
+        except HarnessError as exc:
+            for task, stages in tasks.items():
+                for stage in stages:
+                    self.suite.failures[(stage, model, task)] = exc
+            return
+        try:
+            for task, stages in tasks.items():
+                for stage in [s for s in STAGE_ORDER if s in stages]:
+                    self._run_stage(stage, handle, identity, task)
+        finally:
+            self._close(handle)
+
+    def _run_stage(self, stage: str, handle, identity, task_key: str) -> None:
+        key = (stage, handle.spec.name, task_key)
+        if key in self.suite.results or key in self.suite.failures:
+            return
+        try:
+            task = self.suite.task(task_key)
+            items = self.suite.items(task)
+            runner = {"closed": self._closed, "describe": self._describe, "embed": self._embed}[stage]
+            self.suite.results[key] = runner(handle, identity, task, items)
+        except (HarnessError, NotApplicable) as exc:
+            self.suite.failures[key] = exc
+
+    def _close(self, handle: BackendHandle) -> None:
+        backend = handle._backend
+        if backend is not None and hasattr(backend, "remote_destinations"):
+            self.suite.remote_destinations.update(backend.remote_destinations())
+        handle.close()
+
+    def _helper(self, role: str, name: str):
+        if role not in self.helpers:
+            spec = self.suite.model(name)
+            self.helpers[role] = (BackendHandle(spec=spec, factory=self.factory),
+                                  model_identity(spec, self.suite.settings.cache_dir))
+        return self.helpers[role]
+
+    # -- stages ---------------------------------------------------------------------------
+    def _closed(self, handle, identity, task, items):
+        suite = self.suite
+        gen = suite.thresholds.generation
+        max_new = handle.spec.max_new_tokens or gen["max_new_tokens"]
+        results, stats = fill_closed_form(
+            handle, identity, task, items, suite.variants, suite.store,
+            max_new_tokens=max_new, chunk_size=max(gen["batch_size"] * 4, 16), progress=self.progress,
+        )
+        suite.fill_stats[(handle.spec.name, task.key)] = stats
+        judged = None
+        if suite.settings.judge:
+            cells = unclassified_cells(results, suite.variants, task, parse_answer)
+            if cells:
+                judge, judge_identity = self._helper("judge", suite.settings.judge)
+                judged = judge_unclassified(judge, judge_identity, task, cells, suite.store)
+        return build_table(handle.spec.name, task, items, suite.variants, results, parse_answer, judged)
+
+    def _describe(self, handle, identity, task, items):
+        suite = self.suite
+        name = suite.diagnoser_name
+        if not name:
+            raise NotApplicable("no text-only diagnoser is configured: pass --diagnoser NAME (a registry model)")
+        prompts = list(suite.registry.describe_prompts.values())
+        templates = list(suite.registry.diagnoser_templates.values())
+        descriptions = fill_descriptions(handle, identity, task, items, prompts, suite.store,
+                                         max_new_tokens=suite.thresholds.generation["describe_max_new_tokens"])
+        diagnoser, diagnoser_identity = self._helper("diagnoser", name)
+        diagnoses = fill_diagnoses(diagnoser, diagnoser_identity, task, descriptions, templates, suite.store)
+        return description_table(handle.spec.name, task, items, descriptions, diagnoses)
+
+    def _embed(self, handle, identity, task, items):
+        cfg = self.suite.thresholds.embedding_separability
+        return fill_embeddings(handle, identity, items, self.suite.store, layer=cfg["layer"], pooling=cfg["pooling"])

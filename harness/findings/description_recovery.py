@@ -1,0 +1,78 @@
+"""Finding 4, description_recovery: does the model know more than its direct answers show?
+
+The model describes each image in free text; a text-only diagnoser reads the
+description and answers the closed question. If the diagnoser, working only from the
+model's own words, classifies better than the model does when asked directly, the
+model holds knowledge its direct answers suppress (SPEC §4.4).
+
+Knowledge gap = BA(descriptions) − BA(direct VQA), each the mean over its own variants
+(description variants are describe prompt × diagnoser template pairs, VQA variants are
+the closed-form prompts). The two arms have different prompts, so they are paired by
+image only: one set of image weights drives both arms' replicates. Passes iff the
+upper bound of the gap ≤ max_latent_gap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..core import Thresholds
+from ..verdict import Verdict, verdict_from_replicates
+from .finetune_gain import align_images, mean_ba
+from .grid import Grid, grid_from_table, weights_for
+
+
+def description_variant(describe: str, template: str) -> str:
+    """The variant key of one describe prompt read through one diagnoser template."""
+    return f"{describe}/{template}"
+
+
+def description_grid_from_table(table: pd.DataFrame) -> Grid:
+    """Pivot a diagnoser table (image_id, label, describe, template, outcome) into a Grid.
+
+    Each (describe prompt, diagnoser template) pair becomes one variant, so balanced
+    accuracy is computed per pair and then averaged, exactly as prompt variants are for
+    direct VQA; a missing cell is an error (excluded), never a wrong answer.
+    """
+    missing = {"image_id", "label", "describe", "template", "outcome"} - set(table.columns)
+    if missing:
+        raise ValueError(f"description table lacks column(s) {sorted(missing)}")
+    keyed = table.assign(variant=[description_variant(d, t) for d, t in zip(table["describe"], table["template"])])
+    return grid_from_table(keyed[["image_id", "label", "variant", "outcome"]])
+
+
+def evaluate(description_grid: Grid, vqa_grid: Grid, thresholds: Thresholds) -> Verdict:
+    """Verdict on the knowledge gap BA(descriptions) − BA(direct VQA), paired by image."""
+    limit = thresholds.description_recovery["max_latent_gap"]
+    desc, vqa = align_images(description_grid, vqa_grid)
+    weights = weights_for(desc, thresholds.bootstrap_replicates, thresholds.seed)
+    desc_v, desc_ba = mean_ba(desc, weights)
+    vqa_v, vqa_ba = mean_ba(vqa, weights)
+    gap = desc_ba - vqa_ba
+    return verdict_from_replicates(
+        finding="description_recovery",
+        metric="knowledge_gap",
+        point=float(gap[0]),
+        replicates=gap[1:],
+        threshold=limit,
+        direction="le",
+        confidence=thresholds.confidence,
+        n_images=desc.n_images,
+        description=(
+            "a diagnoser reading the model's own descriptions must not beat the model's direct answers "
+            f"by more than {limit:.2f} balanced accuracy (no suppressed knowledge)"
+        ),
+        details={
+            "desc_ba": _r(desc_ba[0]),
+            "vqa_ba": _r(vqa_ba[0]),
+            "desc_error_rate": _r(desc.error_rate),
+            "per_variant": [{"variant": v, "value": _r(desc_v[0, j])} for j, v in enumerate(desc.variants)],
+            "vqa_per_variant": [{"variant": v, "value": _r(vqa_v[0, j])} for j, v in enumerate(vqa.variants)],
+        },
+    )
+
+
+def _r(x) -> float | None:
+    x = float(x)
+    return None if np.isnan(x) else round(x, 4)

@@ -1,0 +1,122 @@
+"""Every number that shapes the model organism, in one hashed, frozen dataclass.
+
+The organism is rebuilt only when something that changes its weights changes, so the
+cache key (`organism_key`) hashes this configuration together with the source of the
+training code, the synthetic image generator, the tokenizer/chat-template helpers of
+tiny.py, the prompt and task fixtures the training data is rendered from, and the
+torch/transformers versions (numerics differ between versions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Where the four medical tasks' held-out evaluation images come from (the suite samples
+# generate_image(task, label, 0..49, seed=42)); training never draws from this seed.
+EVAL_SEED = 42
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Sizes of one VLM family (vision tower + decoder)."""
+
+    image_size: int = 64  # the processor's input size (the suite's images are 64 px)
+    patch_size: int = 8
+    vision_width: int = 64
+    vision_layers: int = 2
+    text_width: int = 64
+    text_layers: int = 2
+    heads: int = 2
+    mlp_ratio: int = 2
+    image_tokens: int = 16  # Gemma-3 only: soft tokens per image after pooling
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training run: steps, batch size, learning-rate schedule, data seed."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int
+    warmup: int = 20
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    general_share: float = 1.0  # fraction of examples from the general (non-medical) data
+
+
+@dataclass(frozen=True)
+class OrganismConfig:
+    """The whole organism: geometries, stages, data sizes, seeds.
+
+    `general_images` / `med_images_per_class` are the sizes of the image banks the
+    training examples are drawn from; `train_seed` seeds the medical images, which must
+    differ from EVAL_SEED so the suite's images are held out.
+    """
+
+    llava: Geometry = Geometry(patch_size=16)
+    gemma: Geometry = Geometry(patch_size=8, image_tokens=16)
+    diagnoser: Geometry = Geometry(text_width=64, text_layers=2)
+    base: Stage = Stage(steps=450, batch_size=32, lr=3e-3, seed=11)
+    med: Stage = Stage(steps=150, batch_size=32, lr=1.5e-3, seed=12, warmup=10, general_share=0.25)
+    diagnoser_stage: Stage = Stage(steps=150, batch_size=32, lr=3e-3, seed=13, warmup=10)
+    general_images: int = 2400
+    med_images_per_class: int = 150
+    diagnoser_examples: int = 4000
+    train_seed: int = 1001
+    init_seed: int = 7
+    init_range: float = 0.05
+    vocab_size: int = 1536
+    max_description_tokens: int = 20
+    threads: int = 2
+    eval_images_per_class: int = 20
+    extra: dict = field(default_factory=dict)  # free-form overrides, hashed like the rest
+
+    def __post_init__(self):
+        if self.train_seed == EVAL_SEED:
+            raise ValueError("train_seed must differ from the suite's evaluation seed (42)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def quick_config() -> OrganismConfig:
+    """A config that trains a few steps only: for tests of the build/cache machinery."""
+    tiny = Stage(steps=2, batch_size=4, lr=1e-3, seed=1, warmup=1)
+    return OrganismConfig(
+        base=tiny, med=dataclasses.replace(tiny, general_share=0.25), diagnoser_stage=tiny,
+        general_images=16, med_images_per_class=2, diagnoser_examples=16, eval_images_per_class=0,
+    )
+
+
+# Modules that only report on or drive a build: editing them must not force a rebuild.
+_NOT_TRAINING = frozenset({"__main__.py", "evaluate.py"})
+
+
+def _sources() -> list[Path]:
+    """Files whose content changes what the build produces."""
+    here = Path(__file__).resolve().parent
+    harness = here.parent
+    repo = harness.parent
+    files = sorted(p for p in here.glob("*.py") if p.name not in _NOT_TRAINING)
+    files += [harness / "data" / "synthetic.py", harness / "backends" / "tiny.py"]
+    files += [repo / "fixtures" / "prompts.toml", repo / "fixtures" / "tasks.toml"]
+    return files
+
+
+def organism_key(config: OrganismConfig) -> str:
+    """Hex digest of config + training code + fixtures + library versions."""
+    import torch
+    import transformers
+
+    h = hashlib.sha256()
+    h.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    h.update(f"torch={torch.__version__};transformers={transformers.__version__}".encode())
+    for path in _sources():
+        h.update(path.name.encode() + b"\0")
+        h.update(path.read_bytes() if path.is_file() else b"<missing>")
+    return h.hexdigest()

@@ -1,0 +1,117 @@
+"""Training one VLM family: a base on general data, then a med variant tuned from it.
+
+Both families share one image bank (general scenes first, then the medical training
+images), generated once per build; each family turns it into pixel values with its
+own image processor. The base is trained and saved, then the same weights continue
+into the narrow medical fine-tuning, exactly as a medical VLM is tuned from a general
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import general_data, med_data, models, scenes, train, vocab
+from .config import OrganismConfig
+
+FAMILIES = {"llava": "llava", "gemma": "gemma3"}  # organism family -> tokenizer/template family
+
+
+@dataclass
+class Bank:
+    """All training images of one build, with what each one is."""
+
+    images: list = field(default_factory=list)  # PIL images
+    facts: list = field(default_factory=list)  # general: scene facts; medical: {"task", "label"}
+    n_general: int = 0
+
+
+def make_bank(cfg: OrganismConfig, tasks) -> Bank:
+    """General scenes (half with a spot, the rest spot-free or shapes) + medical images."""
+    from PIL import Image
+
+    rng = np.random.default_rng([cfg.train_seed, 1])
+    bank = Bank()
+    for i in range(cfg.general_images):
+        if i % 4 == 3:
+            arr, facts = scenes.shape_scene(rng, 64)
+        else:
+            arr, facts = scenes.spot_scene(rng, 64, positive=bool(rng.random() < 0.5))
+        bank.images.append(Image.fromarray(arr))
+        bank.facts.append(facts)
+    bank.n_general = len(bank.images)
+    for key, label, img in med_data.med_images(tasks, cfg.med_images_per_class, cfg.train_seed, 64):
+        bank.images.append(img)
+        bank.facts.append({"task": key, "label": label})
+    return bank
+
+
+def general_examples(rng: np.random.Generator, bank: Bank, n: int) -> list[general_data.Example]:
+    out = []
+    for _ in range(n):
+        i = int(rng.integers(bank.n_general))
+        prompt, answer = general_data.general_question(rng, bank.facts[i])
+        out.append(general_data.Example(i, prompt, answer))
+    return out
+
+
+def med_examples(rng: np.random.Generator, bank: Bank, registry, n: int, general_share: float):
+    """Medical examples, with a `general_share` of general ones mixed in (replay)."""
+    n_med = len(bank.images) - bank.n_general
+    general = general_examples(rng, bank, n)
+    out = []
+    for k in range(n):
+        if rng.random() < general_share or n_med == 0:
+            out.append(general[k])
+            continue
+        i = bank.n_general + int(rng.integers(n_med))
+        f = bank.facts[i]
+        out.append(med_data.med_example(rng, i, registry.tasks[f["task"]], f["label"], registry))
+    return out
+
+
+def _fit(model, encoder, examples, stage, pixels) -> list[float]:
+    encoded = encoder.encode(examples)
+    return train.train(model, train.batches_of(encoded, stage), stage, encoder, pixels)
+
+
+def train_family(family: str, cfg: OrganismConfig, registry, bank: Bank, out_base: Path, out_med: Path,
+                 log=print) -> dict[str, float]:
+    """Train and save `organism-<family>-base` to out_base and `-med` to out_med; returns seconds per stage."""
+    t0 = time.perf_counter()
+    tokenizer = vocab.train_tokenizer(FAMILIES[family], registry, cfg.vocab_size)
+    geo = cfg.llava if family == "llava" else cfg.gemma
+    build = models.build_llava if family == "llava" else models.build_gemma
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.init_seed)
+        model, processor = build(geo, tokenizer, cfg.init_range)
+    models.finish(model, tokenizer)
+    encoder = train.Encoder(processor)
+    pixels = train.pixel_bank(processor, bank.images)
+    rng = np.random.default_rng([cfg.base.seed, len(family)])
+    examples = general_examples(rng, bank, cfg.base.steps * cfg.base.batch_size)
+    encoder.check(examples[:24])
+    t1 = time.perf_counter()
+    losses = _fit(model, encoder, examples, cfg.base, pixels)
+    _save(model, processor, out_base)
+    t2 = time.perf_counter()
+    log(f"  {family}-base: {cfg.base.steps} steps, loss {np.mean(losses[:10]):.3f} -> {np.mean(losses[-10:]):.3f}")
+    rng = np.random.default_rng([cfg.med.seed, len(family)])
+    examples = med_examples(rng, bank, registry, cfg.med.steps * cfg.med.batch_size, cfg.med.general_share)
+    encoder.check(examples[:24])
+    losses = _fit(model, encoder, examples, cfg.med, pixels)
+    _save(model, processor, out_med)
+    t3 = time.perf_counter()
+    log(f"  {family}-med: {cfg.med.steps} steps, loss {np.mean(losses[:10]):.3f} -> {np.mean(losses[-10:]):.3f}")
+    return {"setup": t1 - t0, "base": t2 - t1, "med": t3 - t2}
+
+
+def _save(model, processor, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
