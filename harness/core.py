@@ -64,6 +64,10 @@ class ModelSpec:
     max_new_tokens: Optional[int] = None  # overrides the closed-form default
     batch_size: Optional[int] = None
     tags: tuple[str, ...] = ()
+    # "openai" backend: requests in flight, per-request timeout, retries of 429/5xx/timeouts
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 4
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,9 @@ class Verdict:
     def point_passes(self) -> bool:
         if math.isnan(self.value):
             return False
-        return self.value >= self.threshold if self.direction == "ge" else self.value <= self.threshold
+        if self.direction == "ge":
+            return self.value > self.threshold if self.strict else self.value >= self.threshold
+        return self.value <= self.threshold
 
     @property
     def inconclusive(self) -> bool:

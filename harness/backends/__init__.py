@@ -13,7 +13,7 @@ from typing import Optional
 from harness.backends.base import Backend
 from harness.core import HarnessError, ModelSpec
 
-KNOWN_BACKENDS: tuple[str, ...] = ("hf",)
+KNOWN_BACKENDS: tuple[str, ...] = ("hf", "openai")
 
 __all__ = ["Backend", "KNOWN_BACKENDS", "make_backend"]
 
@@ -28,5 +28,15 @@ def make_backend(spec: ModelSpec, *, cache_dir: Path, device: Optional[str] = No
         from harness.backends.hf import HFBackend
 
         return HFBackend(spec, cache_dir=Path(cache_dir), device=device)
+    if spec.backend == "openai":  # `device` does not apply: the server decides
+        try:
+            import openai  # noqa: F401
+        except ImportError as exc:
+            raise HarnessError(
+                f"model {spec.name!r}: backend 'openai' needs the openai package: pip install 'openai>=1.40'"
+            ) from exc
+        from harness.backends.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(spec, cache_dir=Path(cache_dir))
     known = ", ".join(repr(b) for b in KNOWN_BACKENDS)
     raise HarnessError(f"model {spec.name!r}: unknown backend {spec.backend!r} (known: {known})")

@@ -68,7 +68,11 @@ MODEL_KEYS = {
     "max_new_tokens": Key("int", lo=1, hi=4096),
     "batch_size": Key("int", lo=1, hi=4096),
     "tags": Key("str_list"),
+    "concurrency": Key("int", lo=1, hi=1024),
+    "max_retries": Key("int", lo=0, hi=100),
 }
+# Number-valued model keys (schema.Key has no float kind): checked in _build_model.
+MODEL_FLOAT_KEYS = ("timeout_s",)
 TASK_KEYS = {
     "title": Key("str"),
     "modality": Key("str", required=True),
@@ -136,9 +140,16 @@ def _build_model(where: str, name: str, entry: Any, problems: list[str]) -> Opti
     if not _MODEL_NAME.match(name):
         problems.append(f"{where}: invalid model name {name!r}; use letters, digits, '.', '_' or '-' "
                         "(names appear in --models a,b and in test ids)")
-    v = check_entry(where, entry, MODEL_KEYS, problems)
+    floats = {k: x for k, x in entry.items() if k in MODEL_FLOAT_KEYS} if isinstance(entry, dict) else {}
+    rest = {k: x for k, x in entry.items() if k not in floats} if isinstance(entry, dict) else entry
+    v = check_entry(where, rest, MODEL_KEYS, problems)
     if v is None:
         return None
+    for k, value in floats.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            problems.append(f"{where}.{k}: expected a number of seconds > 0, got {value!r}")
+        else:
+            v[k] = float(value)
     backend = v.get("backend")
     if backend == "hf" and "base_url" in entry:
         problems.append(f"{where}.base_url: only for backend 'openai' (an 'hf' model runs in-process)")

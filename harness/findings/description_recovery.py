@@ -28,18 +28,28 @@ def description_variant(describe: str, template: str) -> str:
     return f"{describe}/{template}"
 
 
-def description_grid_from_table(table: pd.DataFrame) -> Grid:
+def description_grid_from_table(
+    table: pd.DataFrame, describes: list[str] | None = None, templates: list[str] | None = None
+) -> Grid:
     """Pivot a diagnoser table (image_id, label, describe, template, outcome) into a Grid.
 
     Each (describe prompt, diagnoser template) pair becomes one variant, so balanced
     accuracy is computed per pair and then averaged, exactly as prompt variants are for
-    direct VQA; a missing cell is an error (excluded), never a wrong answer.
+    direct VQA; a missing cell is an error (excluded), never a wrong answer. Variants
+    are describe-major; `describes` / `templates` fix the order (default: first appearance).
     """
     missing = {"image_id", "label", "describe", "template", "outcome"} - set(table.columns)
     if missing:
         raise ValueError(f"description table lacks column(s) {sorted(missing)}")
     keyed = table.assign(variant=[description_variant(d, t) for d, t in zip(table["describe"], table["template"])])
-    return grid_from_table(keyed[["image_id", "label", "variant", "outcome"]])
+    present = set(keyed["variant"])
+    variants = [
+        description_variant(d, t)
+        for d in (describes or dict.fromkeys(table["describe"]))
+        for t in (templates or dict.fromkeys(table["template"]))
+        if description_variant(d, t) in present
+    ]
+    return grid_from_table(keyed[["image_id", "label", "variant", "outcome"]], variants)
 
 
 def evaluate(description_grid: Grid, vqa_grid: Grid, thresholds: Thresholds) -> Verdict:

@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from ..core import HarnessError, Thresholds
 from ..stats.probe import TooFewForProbe, effective_folds, out_of_fold_scores, weighted_auroc
@@ -143,13 +144,17 @@ def tsne_points(embeddings: np.ndarray, seed: int) -> np.ndarray:
     """(n, 2) t-SNE coordinates for the report's scatter (descriptive only, never a verdict).
 
     Perplexity min(30, (n − 1) / 3) keeps it valid for small samples (it must stay below n).
+    OpenMP is held to one thread: the Barnes–Hut gradient of a few hundred points gains
+    nothing from threads, and on a busy machine its spin-waiting threads turned a 0.1 s
+    fit into tens of seconds.
     """
     X = np.asarray(embeddings, dtype=float)
     n = X.shape[0]
     if n < 4:
         raise ValueError(f"t-SNE needs at least 4 points, got {n}")
     perplexity = min(30.0, (n - 1) / 3.0)
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(X)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(X)
 
 
 def _r(x) -> float | None:

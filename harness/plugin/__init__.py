@@ -14,6 +14,7 @@ import pytest
 from ..core import FINDINGS, ConfigError, HarnessError
 from ..suite import Suite
 from .evidence import EvidencePlugin
+from .gpus import pin_worker_gpu
 from .fixtures import SUBJECT_PARAM, assert_robust, subject  # noqa: F401 - fixtures exported to pytest
 from .options import add_options, settings_from_config
 from .params import parametrize_subjects
@@ -29,6 +30,9 @@ def pytest_configure(config):
         "markers", "finding(key, check=...): the finding a behaviour test checks and its CheckList type")
     for key in FINDINGS:
         config.addinivalue_line("markers", f"{key}: behaviour tests of the study's '{key}' finding")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        pin_worker_gpu(workerinput.get("workerid", ""))
     try:
         suite = Suite(settings_from_config(config))
     except (ConfigError, HarnessError) as exc:

@@ -170,7 +170,11 @@ class EvidencePlugin:
             record.update(verdict.record())
             if not record["reason"]:
                 record["reason"] = verdict.message()
+        record.update(subject_evidence(self.suite, record["finding"], model, task, self._with_plots()))
         return record
+
+    def _with_plots(self) -> bool:
+        return self.config.pluginmanager.hasplugin("html") and self.config.getoption("htmlpath", None) is not None
 
     def pytest_runtest_logreport(self, report):
         for name, value in getattr(report, "user_properties", []):
@@ -210,6 +214,27 @@ class EvidencePlugin:
                    if r["outcome"] in ("passed", "failed")}
             entries = update_baseline(settings.baseline_path, ran)
             sys.stderr.write(f"\nmedvlm: baseline {settings.baseline_path} now records {len(entries)} known fragilities\n")
+
+
+def subject_evidence(suite, finding: str, model: str, task: str, with_plots: bool) -> dict:
+    """Report-only evidence read from the stored stages: example descriptions, a t-SNE map."""
+    extra: dict = {}
+    if finding == "description_recovery":
+        table = suite.results.get(("describe", model, task))
+        if table is not None:
+            rows = table.dropna(subset=["description"]).drop_duplicates("image_id").head(3)
+            extra["examples"] = [{"image_id": r.image_id, "variant": r.variant, "text": r.description}
+                                 for r in rows.itertuples()]
+    if finding == "embedding_separability" and with_plots:
+        emb = suite.results.get(("embed", model, task))
+        if emb is not None and len(emb.image_ids) >= 5:
+            cache = suite.__dict__.setdefault("_tsne_cache", {})
+            if (model, task) not in cache:
+                from ..findings.embedding_separability import tsne_points
+
+                cache[(model, task)] = tsne_points(emb.vectors, suite.thresholds.seed).tolist()
+            extra["scatter"] = {"points": cache[(model, task)], "is_pos": emb.is_pos.tolist()}
+    return extra
 
 
 def _outcome(report, call, item) -> str:

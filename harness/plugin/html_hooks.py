@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import math
 
+from .plots import plot_scatter
 from .report import plot_difficulty, plot_per_prompt, render_evidence, render_report_header
 
 
 def _plots_for(record: dict) -> dict[str, bytes]:
     details = record.get("details") or {}
+    scatter = record.get("scatter")
+    if scatter:
+        title = "t-SNE of vision-encoder embeddings"
+        return {title: plot_scatter(scatter["points"], scatter["is_pos"], title=title)}
     rows = details.get("per_variant")
-    if not rows or record.get("finding") not in ("near_random", "prompt_sensitivity"):
+    if not rows:
         return {}
+    if record.get("finding") == "finetune_gain":
+        delta_rows = [{"variant": r["variant"], "value": r.get("delta"), "low": r.get("delta"), "high": r.get("delta")}
+                      for r in rows]
+        title = "gain over the base model per prompt (point estimates)"
+        return {title: plot_per_prompt(delta_rows, chance=0.0, threshold=None, title=title)}
+    if record.get("finding") == "description_recovery":
+        title = "balanced accuracy from descriptions, per describe prompt / template"
+        return {title: plot_per_prompt(rows, chance=0.5, threshold=None, title=title)}
     metric = record.get("metric") or ""
     if metric.startswith("balanced_accuracy"):
         chance, threshold, title = details.get("chance"), record.get("threshold"), "balanced accuracy per prompt"

@@ -178,3 +178,26 @@ def plot_difficulty(points: list[dict], *, chance: float = 0.5) -> bytes:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6, loc="best")
     return _to_png(fig)
+
+
+def plot_scatter(points: list, is_pos: list, *, title: str, labels: tuple[str, str] = ("positive", "negative")) -> bytes:
+    """A 2-D scatter (t-SNE of vision-encoder embeddings), coloured by true class.
+
+    The study judged separability by eye from such plots; here the probe decides and
+    the scatter only helps a reader see why.
+    """
+    fig, ax = _new_axes()
+    pts = [(float(x), float(y), bool(p)) for (x, y), p in zip(points, is_pos)
+           if math.isfinite(_num(x)) and math.isfinite(_num(y))]
+    if not pts:
+        _no_data(ax, title)
+        return _to_png(fig)
+    for flag, colour, name in ((True, "tab:red", labels[0]), (False, "tab:blue", labels[1])):
+        xs = [p[0] for p in pts if p[2] == flag]
+        ys = [p[1] for p in pts if p[2] == flag]
+        ax.scatter(xs, ys, s=10, c=colour, alpha=0.7, label=_plain(name, 40))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(_plain(title, 60), fontsize=9)
+    ax.legend(fontsize=6, loc="best")
+    return _to_png(fig)

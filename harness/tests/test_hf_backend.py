@@ -311,8 +311,7 @@ def test_plan_batches_groups_by_settings_and_image():
 
 def test_backends_are_backends(backends):
     assert all(isinstance(b, Backend) for b in backends.values())
-    with pytest.raises(NotImplementedError):
-        backends["llava"].embed([])
+    assert backends["llava"].embed([]).shape[0] == 0  # the HF backend exposes its vision encoder
 
 
 def test_importing_backends_does_not_import_torch():
