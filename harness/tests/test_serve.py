@@ -1,4 +1,4 @@
-"""Tests of the local OpenAI-compatible server (harness/serve.py).
+"""Tests of the local OpenAI-compatible server (harness/serve/).
 
 Raw HTTP (urllib) checks the wire format and the refusals; the real openai client checks
 that what the server answers is what the in-process model answers. The served model is
