@@ -1,7 +1,9 @@
-"""Machine-readable results: summary.json (SPEC §6 schema) and the per-response table."""
+"""Machine-readable results: summary.json (SPEC §6 schema), the per-response table and
+the input images that could not be read (errors.csv)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -55,4 +57,29 @@ def merge_response_parts(results_dir: Path) -> Path | None:
     merged.to_csv(path, index=False)
     for p in parts:
         p.unlink()
+    return path
+
+
+ERROR_FIELDS = ("task", "image_id", "error")
+
+
+def unique_input_errors(records: list[dict]) -> list[dict]:
+    """The bad input images named by the records (each test of a subject repeats its
+    task's list), once each, sorted by task and image id."""
+    seen: dict[tuple[str, str], dict] = {}
+    for record in records:
+        for err in record.get("input_errors") or ():
+            seen.setdefault((str(err.get("task")), str(err.get("image_id"))), {k: err.get(k) for k in ERROR_FIELDS})
+    return [seen[k] for k in sorted(seen)]
+
+
+def write_input_errors(results_dir: Path, errors: list[dict]) -> Path:
+    """errors.csv: one row per input image that could not be read (header only if none),
+    so a CI job can check that no image was silently dropped."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / "errors.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=ERROR_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: e.get(k) for k in ERROR_FIELDS} for e in errors)
     return path

@@ -48,8 +48,13 @@ def load_image(path_or_bytes: PathOrBytes, *, source: str, max_pixels: int = DEF
 
     `source` names the image in every error message (a path, or a dataset reference for
     in-memory bytes). Raises HarnessError for a missing, empty, non-image, truncated or
-    corrupt file and for images larger than `max_pixels` pixels.
+    corrupt file and for images larger than `max_pixels` pixels. DICOM files (.dcm, or
+    the DICM magic) go through harness.data.dicom (rescale, window, MONOCHROME1).
     """
+    from harness.data.dicom import is_dicom, load_dicom
+
+    if is_dicom(path_or_bytes):
+        return load_dicom(path_or_bytes, source=source, max_pixels=max_pixels)
     stream = _open_stream(path_or_bytes, source)
     try:
         with stream:

@@ -22,10 +22,11 @@ from typing import Callable, Iterable, Optional
 from PIL import Image
 
 from harness.core import LABELS, ConfigError, HarnessError, ImageItem, TaskSpec, sha256_bytes
+from harness.data.dicom import DICOM_EXTENSIONS
 from harness.data.images import image_sha256, load_image, normalise_image, pixel_sha256
 from harness.data.synthetic import generate_image
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", *DICOM_EXTENSIONS})
 MANIFEST_COLUMNS = ("task", "image", "label")
 DATASETS_INSTALL_HINT = "pip install 'medvlm-fragility[datasets]'"
 
@@ -77,8 +78,25 @@ def _file_item(task: TaskSpec, label: str, path: Path, image_id: str) -> ImageIt
         label=label,
         source=str(path),
         loader=functools.partial(load_image, path, source=str(path)),
-        hasher=functools.partial(image_sha256, path),
+        hasher=functools.partial(_file_hash_or_marker, path),
     )
+
+
+def _file_hash_or_marker(path: Path) -> str:
+    """The file's content hash; for a file that cannot be read (deleted or made
+    unreadable after listing, a dangling link) a marker that matches no stored answer.
+
+    Hashing happens when the runner builds cache keys, before images are decoded; an
+    exception there would fail every image of the subject. With a marker, the image's
+    own load fails next and becomes a per-image `error` naming the file, and the rest
+    of the run continues. Nothing is stored for an image that fails to load, so the
+    marker keys no answer (unless the file comes back between hashing and loading; its
+    answers are then stored under the marker and asked again on the next run).
+    """
+    try:
+        return image_sha256(path)
+    except HarnessError as exc:
+        return "unreadable:" + sha256_bytes(str(exc).encode("utf-8", "surrogateescape"))
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -225,11 +243,7 @@ def _walk_images(folder: Path) -> Iterable[Path]:
 
 
 def _no_images_hint(task_dir: Path) -> str:
-    n_dicom = sum(1 for p in task_dir.rglob("*") if p.suffix.lower() == ".dcm")
-    exts = " ".join(sorted(IMAGE_EXTENSIONS))
-    if n_dicom:
-        return f"found {n_dicom} DICOM file(s); DICOM is not supported yet, convert to PNG (accepted: {exts})"
-    return f"accepted extensions: {exts}"
+    return f"accepted extensions: {' '.join(sorted(IMAGE_EXTENSIONS))}"
 
 
 # ------------------------------------------------------------------ Hugging Face datasets

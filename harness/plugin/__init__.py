@@ -18,6 +18,7 @@ from .gpus import pin_worker_gpu
 from .fixtures import SUBJECT_PARAM, assert_robust, subject  # noqa: F401 - fixtures exported to pytest
 from .options import add_options, settings_from_config
 from .params import parametrize_subjects
+from .secrets import pytest_metadata, redact_registry_keys  # noqa: F401 - pytest-metadata hook
 from .state import SUITE_KEY
 
 
@@ -42,6 +43,7 @@ def pytest_configure(config):
     for name in suite.registry.models:
         config.addinivalue_line("markers", f"{name}: behaviour tests of model {name}")
     config.stash[SUITE_KEY] = suite
+    redact_registry_keys(config, suite.registry)
     config.pluginmanager.register(EvidencePlugin(config, suite), "medvlm-evidence")
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from ..baseline import load_baseline, update_baseline
 from ..core import ConfigError
-from ..results import merge_response_parts, write_responses, write_summary
+from ..results import merge_response_parts, unique_input_errors, write_input_errors, write_responses, write_summary
 from ..verdict import FragilityFound
 from .fixtures import backend_factory
 from .state import VERDICT_KEY
@@ -74,6 +74,7 @@ class EvidencePlugin:
         self.config = config
         self.suite = suite
         self.records: dict[str, dict] = {}
+        self._thumbnails_shown: set = set()
         self.baseline = {}
         if not suite.settings.update_baseline:
             try:
@@ -148,7 +149,21 @@ class EvidencePlugin:
         if self.config.pluginmanager.hasplugin("html"):
             from .html_hooks import attach_evidence
 
-            attach_evidence(report, record, self.config.getoption("htmlpath", None) is not None)
+            attach_evidence(report, record, self._with_plots(), self._thumbnails(subject))
+
+    def _thumbnails(self, subject):
+        """Opt-in thumbnails (--report-thumbnails), once per subject: input images are
+        patient data, so by default the report shows none."""
+        model, task, _ = subject
+        if not (self.suite.settings.report_thumbnails and self._with_plots()) or (model, task) in self._thumbnails_shown:
+            return None
+        self._thumbnails_shown.add((model, task))
+        from .html_hooks import make_thumbnails
+
+        try:
+            return make_thumbnails(self.suite.items(self.suite.task(task)))
+        except Exception:  # noqa: BLE001 - a source that cannot list images: its tests say why
+            return None
 
     def _record(self, item, report, call, subject) -> dict:
         model, task, perturbation = subject
@@ -171,6 +186,11 @@ class EvidencePlugin:
             if not record["reason"]:
                 record["reason"] = verdict.message()
         record.update(subject_evidence(self.suite, record["finding"], model, task, self._with_plots()))
+        stats = self.suite.fill_stats.get((model, task))
+        if stats is not None and stats.image_errors:  # travels with the record, so xdist keeps it
+            record["input_errors"] = [{"task": task, "image_id": k, "error": v} for k, v in sorted(stats.image_errors.items())]
+        if self.suite.remote_destinations:
+            record["remote_destinations"] = sorted(self.suite.remote_destinations)
         return record
 
     def _with_plots(self) -> bool:
@@ -209,6 +229,7 @@ class EvidencePlugin:
             return
         if settings.results_dir and self.records:
             write_summary(settings.results_dir, list(self.records.values()))
+            write_input_errors(settings.results_dir, unique_input_errors(list(self.records.values())))
         if settings.update_baseline and self.records:
             ran = {t: (r if r["outcome"] == "failed" else None) for t, r in self.records.items()
                    if r["outcome"] in ("passed", "failed")}

@@ -7,10 +7,15 @@ and a per-prompt plot. All text that a model or a user wrote is escaped by repor
 
 from __future__ import annotations
 
+import io
 import math
 
+from ..results import unique_input_errors
 from .plots import plot_scatter
-from .report import plot_difficulty, plot_per_prompt, render_evidence, render_report_header
+from .report import plot_difficulty, plot_per_prompt, render_evidence, render_report_header, render_thumbnails
+
+THUMBNAILS_PER_CLASS = 2
+THUMBNAIL_PX = 64
 
 
 def _plots_for(record: dict) -> dict[str, bytes]:
@@ -47,11 +52,31 @@ def _plots_for(record: dict) -> dict[str, bytes]:
     return {title: plot_per_prompt(plot_rows, chance=chance, threshold=threshold, title=title)}
 
 
-def attach_evidence(report, record: dict, with_plots: bool) -> None:
+def attach_evidence(report, record: dict, with_plots: bool, thumbnails: list | None = None) -> None:
+    """The evidence block in the report only: thumbnails never enter the record, so they
+    never reach summary.json or the JUnit XML (which carries the record)."""
     from pytest_html import extras
 
     images = _plots_for(record) if with_plots else {}
-    report.extras = list(getattr(report, "extras", [])) + [extras.html(render_evidence(record, images))]
+    html = render_evidence(record, images) + (render_thumbnails(thumbnails) if thumbnails else "")
+    report.extras = list(getattr(report, "extras", [])) + [extras.html(html)]
+
+
+def make_thumbnails(items, per_class: int = THUMBNAILS_PER_CLASS, px: int = THUMBNAIL_PX) -> list[dict]:
+    """Small PNGs of the first few images of each class (--report-thumbnails only);
+    an image that cannot be read is left out (it is listed under input errors)."""
+    thumbs = []
+    for label in ("positive", "negative"):
+        for item in [i for i in items if i.label == label][:per_class]:
+            try:
+                img = item.load()
+            except Exception:  # noqa: BLE001 - a bad image is reported elsewhere
+                continue
+            img.thumbnail((px, px))
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")
+            thumbs.append({"image_id": item.image_id, "label": item.label, "png": buf.getvalue()})
+    return thumbs
 
 
 def difficulty_points(records: list[dict], tasks: dict) -> list[dict]:
@@ -68,6 +93,14 @@ def difficulty_points(records: list[dict], tasks: dict) -> list[dict]:
     return points
 
 
+def remote_destinations(suite, records: list[dict]) -> list[str]:
+    """This process's destinations plus those the records carry (xdist workers' fills)."""
+    found = set(suite.remote_destinations)
+    for r in records:
+        found.update(r.get("remote_destinations") or ())
+    return sorted(found)
+
+
 class HtmlHooks:
     def __init__(self, evidence):
         self.evidence = evidence
@@ -82,4 +115,5 @@ class HtmlHooks:
         png = plot_difficulty(points) if points else None
         order = sorted(suite.registry.tasks, key=lambda k: suite.registry.tasks[k].difficulty)
         prefix.append(render_report_header(
-            records, difficulty_png=png, remote_destinations=sorted(suite.remote_destinations), task_order=order))
+            records, difficulty_png=png, remote_destinations=remote_destinations(suite, records), task_order=order,
+            input_errors=unique_input_errors(records)))

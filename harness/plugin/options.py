@@ -28,6 +28,9 @@ def add_options(parser) -> None:
     add("--judge", default=None, metavar="NAME", help="registry model that classifies answers the parser cannot")
     add("--allow-remote", action="store_true", default=False,
         help="allow images and image-derived text to go to non-loopback endpoints")
+    add("--report-thumbnails", action="store_true", default=False,
+        help="show small thumbnails of a few input images per subject in the HTML report "
+             "(off by default: input images are patient data)")
     add("--update-baseline", action="store_true", default=False,
         help="record this run's failures as the known fragilities (baseline file)")
     add("--thresholds", default=None, metavar="PATH", help="thresholds TOML (default <rootdir>/thresholds.toml)")
@@ -75,6 +78,7 @@ class Settings:
     update_baseline: bool
     thresholds_path: Path
     baseline_path: Path
+    report_thumbnails: bool = False
     problems: list[str] = field(default_factory=list)
 
 
@@ -107,6 +111,7 @@ def settings_from_config(config) -> Settings:
         update_baseline=opt("--update-baseline"),
         thresholds_path=path(opt("--thresholds"), root / "thresholds.toml"),
         baseline_path=path(opt("--baseline"), root / "baseline.toml"),
+        report_thumbnails=opt("--report-thumbnails"),
     )
     for pair in separated_path_values(config.invocation_params.args):
         opt, value = pair.split(" ", 1)

@@ -75,7 +75,7 @@ def says_yes_and_a(label, variant):
 def run(pytester, cache, *extra):
     return pytester.runpytest(
         "--models", MODEL, "--tasks", TASK, "--n-per-class", str(N), f"--cache-dir={cache}",
-        "-p", "no:cacheprovider", *extra,
+        "-p", "no:cacheprovider", "-m", "near_random or prompt_sensitivity", *extra,
     )
 
 
@@ -83,7 +83,8 @@ def test_markers_select_by_task(suite_dir):
     result = suite_dir.runpytest("--collect-only", "-q", "-m", "histopathology")
     ids = [line for line in result.outlines if "::" in line]
     assert ids and all("histopathology" in line for line in ids)
-    assert len(ids) == 3 * (1 + 2 + 4)  # three default models × (near_random + 2 swings + 4 invariance)
+    # three default models × (near_random + 2 swings + 4 invariance + description + 2 embedding)
+    assert len(ids) == 3 * (1 + 2 + 4 + 1 + 2)
 
 
 def test_markers_select_by_finding_and_model(suite_dir):

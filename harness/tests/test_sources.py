@@ -250,8 +250,8 @@ def test_image_folder_missing_or_empty(tmp_path):
     with pytest.raises(HarnessError, match="no folder for task 'brain_tumor'"):
         load_image_folder(tmp_path, BRAIN)
     (tmp_path / "brain_tumor" / "yes").mkdir(parents=True)
-    (tmp_path / "brain_tumor" / "yes" / "x.dcm").write_bytes(b"DICM")
-    with pytest.raises(HarnessError, match="DICOM"):
+    (tmp_path / "brain_tumor" / "yes" / "x.txt").write_bytes(b"notes")
+    with pytest.raises(HarnessError, match="no images found.*accepted extensions.*\\.dcm"):
         load_image_folder(tmp_path, BRAIN)
 
 
