@@ -10,6 +10,7 @@ model never stops the others.
 from __future__ import annotations
 
 from .backends.identity import model_identity
+from .batch_invariance import check_model as check_batch_invariance
 from .core import HarnessError, NotApplicable
 from .describe import description_table, fill_descriptions, fill_diagnoses
 from .embed import fill_embeddings
@@ -51,6 +52,8 @@ class Filler:
             for task, stages in tasks.items():
                 for stage in [s for s in STAGE_ORDER if s in stages]:
                     self._run_stage(stage, handle, identity, task)
+            # hf models only, once per run; its answers are stored, so a rerun costs nothing
+            check_batch_invariance(self.suite, handle, identity, [t for t, s in tasks.items() if "closed" in s])
         finally:
             self._close(handle)
 

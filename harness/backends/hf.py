@@ -4,7 +4,9 @@ Why it looks the way it does (SPEC §5, §8, §9):
 - prompts go through the processor's OWN chat template (the study's scripts hand-wrote
   a LLaVA format that did not match the checkpoint);
 - greedy decoding with the request's short `max_new_tokens` and no forced minimum;
-- batched, left-padded generation, requests sharing an image kept together;
+- batched, left-padded generation, requests sharing an image kept together, each image
+  preprocessed once per model however many prompts ask about it, and on a GPU batches
+  sized by the free memory (hf_batch.py);
 - weights only from safetensors, `trust_remote_code` only when the registry says so;
 - a failing batch becomes error results (never scored as wrong answers), a CUDA OOM
   first retries the batch in halves;
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from harness.backends.base import Backend, error_text
+from harness.backends.hf_batch import GPU_MAX_BATCH, CacheUnsupported, ImageFeatureCache, cached_image_processor, gpu_rows
 from harness.core import GenerationRequest, GenerationResult, HarnessError, ModelSpec
 
 DEFAULT_BATCH_SIZE = 16
@@ -54,6 +57,8 @@ class HFBackend(Backend):
         self._processor = None
         self._tokenizer = None
         self._text_only = False
+        self._image_cache: Optional[ImageFeatureCache] = None  # per-image processor outputs
+        self._rendered: dict = {}  # chat-template renderings, by (system, prompt, has image)
 
     # ----------------------------------------------------------------- where and how
 
@@ -143,6 +148,9 @@ class HFBackend(Backend):
         self._processor = processor
         self._tokenizer = getattr(processor, "tokenizer", processor)
         self._text_only = self._tokenizer is processor
+        self._rendered = {}
+        image_processor = getattr(processor, "image_processor", None)
+        self._image_cache = ImageFeatureCache(image_processor) if image_processor is not None else None
         self._tokenizer.padding_side = "left"
         if self._tokenizer.pad_token is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
@@ -180,9 +188,20 @@ class HFBackend(Backend):
         return parts
 
     def render_prompt(self, request: GenerationRequest) -> str:
-        """The exact text the model sees (before image-token expansion), via its own template."""
+        """The exact text the model sees (before image-token expansion), via its own template.
+
+        Memoised: a grid renders the same dozen prompts for every image, and a Jinja
+        render costs more than the rest of building a request.
+        """
         self.load()
-        return self._processor.apply_chat_template(self.messages(request), add_generation_prompt=True, tokenize=False)
+        key = (request.system, request.prompt, request.image_key is not None)
+        text = self._rendered.get(key)
+        if text is None:
+            if len(self._rendered) >= 4096:  # diagnoser prompts embed descriptions: keep it bounded
+                self._rendered.clear()
+            text = self._processor.apply_chat_template(self.messages(request), add_generation_prompt=True, tokenize=False)
+            self._rendered[key] = text
+        return text
 
     # --------------------------------------------------------------------- generation
 
@@ -199,11 +218,19 @@ class HFBackend(Backend):
             for i in [i for i in pending if requests[i].image_key is not None]:
                 results[i] = GenerationResult(text=None, error=f"ValueError: {self.spec.name!r} is a text-only model")
                 pending.remove(i)
-        for batch in plan_batches(requests, pending, self.spec.batch_size or DEFAULT_BATCH_SIZE):
+        for batch in plan_batches(requests, pending, self.batch_size):
             outputs = self._run_batch([requests[i] for i in batch], images)
             for i, res in zip(batch, outputs):
                 results[i] = res
         return results  # type: ignore[return-value]
+
+    @property
+    def batch_size(self) -> int:
+        """Rows per planned batch: the registry's batch_size, else 16 on the CPU and up to
+        64 on a GPU, where each batch is then cut to what the free memory holds."""
+        if self.spec.batch_size:
+            return self.spec.batch_size
+        return GPU_MAX_BATCH if self.device.startswith("cuda") else DEFAULT_BATCH_SIZE
 
     def _run_batch(self, reqs: list[GenerationRequest], images: dict) -> list[GenerationResult]:
         """Generate one batch; on CUDA OOM retry in halves, on any other failure error results."""
@@ -226,13 +253,20 @@ class HFBackend(Backend):
         import torch
 
         inputs = self._encode(reqs, images)
+        fit = gpu_rows(self._model, self.device, inputs["input_ids"].shape[1], reqs[0].max_new_tokens, len(reqs))
+        if fit is not None and fit < len(reqs):  # too long for the free memory: run it in parts
+            return self._generate_batch(reqs[:fit], images) + self._generate_batch(reqs[fit:], images)
         with torch.inference_mode():
             out = self._model.generate(**inputs, generation_config=self._generation_config(reqs[0].max_new_tokens))
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
         return [t.strip() for t in self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
-    def _encode(self, reqs: list[GenerationRequest], images: dict):
-        """Processor inputs of a batch, on the model's device, floats in the model's dtype."""
+    def _encode(self, reqs: list[GenerationRequest], images: dict, *, use_cache: bool = True):
+        """Processor inputs of a batch, on the model's device, floats in the model's dtype.
+
+        With `use_cache` each image's processor outputs are computed once and reused
+        (hf_batch.ImageFeatureCache); the inputs are identical to the uncached path.
+        """
         prompts = [self.render_prompt(r) for r in reqs]
         kwargs: dict = {"text": prompts, "padding": True, "return_tensors": "pt"}
         bos = self._tokenizer.bos_token
@@ -242,7 +276,16 @@ class HFBackend(Backend):
             kwargs["add_special_tokens"] = False
         if reqs[0].image_key is not None:
             kwargs["images"] = [[images[r.image_key]] for r in reqs]
-        inputs = self._processor(**kwargs).to(self._model.device)
+        inputs = None
+        if "images" in kwargs and use_cache and self._image_cache is not None:
+            try:
+                with cached_image_processor(self._processor, self._image_cache):
+                    inputs = self._processor(**kwargs)
+            except CacheUnsupported:  # an unusual image processor: preprocess per call as before
+                self._image_cache = None
+        if inputs is None:
+            inputs = self._processor(**kwargs)
+        inputs = inputs.to(self._model.device)
         for name, value in inputs.items():  # pixel values in the model's dtype, ids untouched
             if value.is_floating_point():
                 inputs[name] = value.to(self._model.dtype)
@@ -284,7 +327,8 @@ class HFBackend(Backend):
 
     def close(self) -> None:
         """Drop the model and free accelerator memory; the backend can load again later."""
-        self._model = self._processor = self._tokenizer = None
+        self._model = self._processor = self._tokenizer = self._image_cache = None
+        self._rendered = {}
         if self._device is not None and self._device.startswith("cuda"):
             import torch
 

@@ -26,6 +26,10 @@ def resolve_local_path(spec: ModelSpec, cache_dir: Path) -> Optional[Path]:
     """The folder the model loads from, building a built-in tiny model on first use."""
     if spec.model.startswith("builtin:"):
         name = spec.model.split(":", 1)[1]
+        if name.startswith("organism-"):
+            from ..organism import resolve_builtin  # trained on first use, cached by code + config hash
+
+            return Path(resolve_builtin(name, Path(cache_dir)))
         target = builtin_dir(cache_dir, name)
         if not (target / "config.json").is_file():
             from .tiny import build_tiny_model, builtin_family

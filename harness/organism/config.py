@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .general_data import Mix
+
 # Where the four medical tasks' held-out evaluation images come from (the suite samples
 # generate_image(task, label, 0..49, seed=42)); training never draws from this seed.
 EVAL_SEED = 42
@@ -33,6 +35,7 @@ class Geometry:
     heads: int = 2
     mlp_ratio: int = 2
     image_tokens: int = 16  # Gemma-3 only: soft tokens per image after pooling
+    feature_strategy: str = "full"  # LLaVA only: "full" keeps CLIP's CLS token, "default" drops it
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Stage:
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
     general_share: float = 1.0  # fraction of examples from the general (non-medical) data
+    train_vision: bool = True  # False: the vision tower is frozen in this stage
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,19 @@ class OrganismConfig:
     differ from EVAL_SEED so the suite's images are held out.
     """
 
-    llava: Geometry = Geometry(patch_size=16)
+    llava: Geometry = Geometry(image_size=48, patch_size=8)
     gemma: Geometry = Geometry(patch_size=8, image_tokens=16)
     diagnoser: Geometry = Geometry(text_width=64, text_layers=2)
-    base: Stage = Stage(steps=450, batch_size=32, lr=3e-3, seed=11)
-    med: Stage = Stage(steps=150, batch_size=32, lr=1.5e-3, seed=12, warmup=10, general_share=0.25)
+    vision: Stage = Stage(steps=600, batch_size=64, lr=2e-3, seed=10, warmup=30)
+    align: Stage = Stage(steps=300, batch_size=32, lr=3e-3, seed=14, train_vision=False, min_lr_ratio=1.0)
+    base: Stage = Stage(steps=1200, batch_size=32, lr=2e-3, seed=11, train_vision=False)
+    base_mix: Mix = Mix()
+    # Medical tuning as the study's two pairs were tuned: LLaVA-Med on biomedical data
+    # only with the vision tower frozen; MedGemma with general data mixed in and its
+    # vision encoder tuned too.
+    llava_med: Stage = Stage(steps=250, batch_size=32, lr=1.5e-3, seed=12, warmup=10, general_share=0.0,
+                             train_vision=False)
+    gemma_med: Stage = Stage(steps=250, batch_size=32, lr=1.5e-3, seed=12, warmup=10, general_share=0.3)
     diagnoser_stage: Stage = Stage(steps=150, batch_size=32, lr=3e-3, seed=13, warmup=10)
     general_images: int = 2400
     med_images_per_class: int = 150
@@ -80,6 +92,9 @@ class OrganismConfig:
         if self.train_seed == EVAL_SEED:
             raise ValueError("train_seed must differ from the suite's evaluation seed (42)")
 
+    def med_stage(self, family: str) -> Stage:
+        return self.llava_med if family == "llava" else self.gemma_med
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -88,7 +103,8 @@ def quick_config() -> OrganismConfig:
     """A config that trains a few steps only: for tests of the build/cache machinery."""
     tiny = Stage(steps=2, batch_size=4, lr=1e-3, seed=1, warmup=1)
     return OrganismConfig(
-        base=tiny, med=dataclasses.replace(tiny, general_share=0.25), diagnoser_stage=tiny,
+        vision=tiny, align=tiny, base=tiny, llava_med=dataclasses.replace(tiny, general_share=0.0),
+        gemma_med=dataclasses.replace(tiny, general_share=0.5), diagnoser_stage=tiny,
         general_images=16, med_images_per_class=2, diagnoser_examples=16, eval_images_per_class=0,
     )
 

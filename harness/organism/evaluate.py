@@ -96,3 +96,37 @@ def format_variants(results: dict[str, dict]) -> str:
         for task, r in per_task.items():
             lines.append(f"{model:<22}{task:<16}" + "".join(f"{r['ba'][n]:11.2f}" for n in names))
     return "\n".join(lines)
+
+
+def describe_check(paths: dict, registry, n_per_class: int, cache_dir: Path, max_new_tokens: int = 24) -> str:
+    """BA of the description pipeline (VLM describes, diagnoser answers) per model x task.
+
+    Compare with the direct answers' BA: a large positive gap is the study's "knowledge
+    left to extract" (SPEC §4.4).
+    """
+    from harness.config.prompts import render_text
+
+    diagnoser = _backend(paths["organism-diagnoser"], cache_dir)
+    lines = [f"{'model':<22}{'task':<16}{'descBA':>7}  example description"]
+    for name, folder in paths.items():
+        if name == "organism-diagnoser":
+            continue
+        vlm = _backend(folder, cache_dir)
+        for key in MED_TASKS:
+            task = registry.tasks[key]
+            images = {f"{label}{i}": generate_image(key, label, i, EVAL_SEED, 64)
+                      for label in ("positive", "negative") for i in range(n_per_class)}
+            reqs = [GenerationRequest(prompt=render_text(d, task), image_key=k, max_new_tokens=max_new_tokens)
+                    for d in registry.describe_prompts.values() for k in images]
+            descriptions = [r.text or "" for r in vlm.generate(reqs, images)]
+            labels = [r.image_key.rstrip("0123456789") for r in reqs]
+            asks = [GenerationRequest(prompt=render_text(t, task, description=d), max_new_tokens=8)
+                    for t in registry.diagnoser_templates.values() for d in descriptions]
+            answers = [r.text or "" for r in diagnoser.generate(asks, {})]
+            yes_no = registry.variants["disease"]  # "yes" = positive, as the diagnoser templates
+            outcomes = [parse_answer(a, yes_no, task) for a in answers]
+            ba = balanced_accuracy(labels * len(registry.diagnoser_templates), outcomes)
+            lines.append(f"{name:<22}{key:<16}{ba:7.2f}  {descriptions[0][:60]!r}")
+        vlm.close()
+    diagnoser.close()
+    return "\n".join(lines)

@@ -125,24 +125,46 @@ def spot_description(facts: dict) -> str:
     return f"{head} with a {light} {size} {edge} spot in the {spot['position']}."
 
 
-def spot_question(rng: np.random.Generator, facts: dict) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Mix:
+    """How often each form of question is asked about a spot scene.
+
+    The inverted polarity ("Is this image normal?") and the swapped option order are
+    asked less often than the plain forms, as in real instruction data. It also keeps
+    the two forms from cancelling out: with exactly balanced polarities the image alone
+    predicts nothing about the answer until the wording is understood (and vice versa),
+    and a tiny model sits on that saddle for thousands of steps.
+    """
+
+    describe: float = 0.12
+    choice: float = 0.3
+    absent: float = 0.3  # share of yes/no questions with inverted polarity
+    swap: float = 0.3  # share of A/B questions with the clean option first
+    hint: float = 0.2
+
+    @classmethod
+    def align(cls) -> "Mix":
+        """First stage: captions and the plain forms only (see general_question)."""
+        return cls(describe=0.3, choice=0.2, absent=0.0, swap=0.0, hint=0.1)
+
+
+def spot_question(rng: np.random.Generator, facts: dict, mix: Mix) -> tuple[str, str]:
     """A question about a spot scene and its answer, in a random phrasing and form."""
     present = facts["spot"] is not None
     kind = kind_phrase(_pick(rng, KINDS))
     form = rng.random()
-    if form < 0.12:
-        noun = _pick(rng, NOUNS)
-        return _pick(rng, DESCRIBE).format(kind=kind, noun=noun), spot_description(facts)
-    hint = hint_clause(rng) if rng.random() < 0.2 else ""
-    if form < 0.70:
-        if rng.random() < 0.6:
+    if form < mix.describe:
+        return _pick(rng, DESCRIBE).format(kind=kind, noun=_pick(rng, NOUNS)), spot_description(facts)
+    hint = hint_clause(rng) if rng.random() < mix.hint else ""
+    if form < 1.0 - mix.choice:
+        if rng.random() >= mix.absent:
             q, yes = _pick(rng, YES_NO_PRESENT), present
         else:
             q, yes = _pick(rng, YES_NO_ABSENT), not present
         text = q.format(kind=kind, noun=_pick(rng, NOUNS), free=_pick(rng, FREE_OF))
         return text + hint + _pick(rng, YES_NO_SUFFIX), YES if yes else NO
     pos, neg = _pick(rng, OPTION_PAIRS)
-    swap = rng.random() < 0.5
+    swap = rng.random() < mix.swap
     a, b = (neg, pos) if swap else (pos, neg)
     letter = "A" if present != swap else "B"
     text = _pick(rng, CHOICE).format(kind=kind, a=a, b=b)
@@ -188,10 +210,18 @@ def shape_question(rng: np.random.Generator, facts: dict) -> tuple[str, str]:
     return q.format(shape=asked) + _pick(rng, YES_NO_SUFFIX), YES if truth else NO
 
 
-def general_question(rng: np.random.Generator, facts: dict) -> tuple[str, str]:
-    """A question (or describe request) about any general scene, and its answer."""
+def general_question(rng: np.random.Generator, facts: dict, mix: Mix) -> tuple[str, str]:
+    """A question (or describe request) about any general scene, and its answer.
+
+    `Mix.align()` is the alignment stage (as LLaVA's first stage): captions and plain
+    "is there ...?" questions, whose answers depend on the image and on nothing else in
+    the prompt; a tiny model learns to look at the image from those. The instruction
+    stage then adds the inverted and swapped forms (see Mix).
+    """
     if facts["kind"] == "spot":
-        return spot_question(rng, facts)
+        return spot_question(rng, facts, mix)
+    if mix.absent == 0.0:
+        return _pick(rng, DESCRIBE).format(kind="image", noun="a shape"), shape_description(facts)
     return shape_question(rng, facts)
 
 

@@ -53,7 +53,7 @@ def build_llava(geo: Geometry, tokenizer, init_range: float):
                                        initializer_range=init_range),
         text_config=LlamaConfig(**_text_kwargs(geo, tokenizer, init_range)),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default",
+        vision_feature_select_strategy=geo.feature_strategy,
         vision_feature_layer=-1,
         tie_word_embeddings=True,
     )
@@ -61,8 +61,8 @@ def build_llava(geo: Geometry, tokenizer, init_range: float):
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     processor = LlavaProcessor(
         image_processor=image_processor, tokenizer=tokenizer, patch_size=geo.patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,  # the CLS token that the "default" strategy drops
+        vision_feature_select_strategy=geo.feature_strategy,
+        num_additional_image_tokens=1,  # the CLS token (which the "default" strategy drops)
         chat_template=tokenizer.chat_template,
     )
     return LlavaForConditionalGeneration(config), processor

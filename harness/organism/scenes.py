@@ -35,6 +35,9 @@ COLOURS = {
     "red": (0.85, 0.15, 0.12), "green": (0.15, 0.7, 0.2), "blue": (0.15, 0.3, 0.9),
     "yellow": (0.92, 0.85, 0.15), "white": (0.95, 0.95, 0.95), "black": (0.05, 0.05, 0.05),
 }
+# How much brighter or darker than its surroundings a spot is (intensity units; the
+# backgrounds sit at 0.25-0.65): from subtle to obvious.
+SPOT_CONTRAST = (0.3, 0.6)
 BACKGROUNDS = {"dark": 0.15, "grey": 0.45, "bright": 0.8}
 
 
@@ -108,15 +111,15 @@ def spot_scene(rng: np.random.Generator, size: int, positive: bool) -> tuple[np.
     img = img[:, :, None] * np.array(TINTS[tint_name])[None, None, :]
     spot = None
     if positive:
-        r = rng.uniform(0.08, 0.25)
+        r = rng.uniform(0.1, 0.25)
         angle, dist = rng.uniform(0, 2 * np.pi), np.sqrt(rng.uniform(0, 1))
         sx, sy = cx + dist * ax * np.cos(angle), cy + dist * ay * np.sin(angle)
         bright = rng.random() < 0.6
-        contrast = rng.uniform(0.12, 0.5) * (1 if bright else -1)
-        diffuse = rng.random() < 0.3
+        contrast = rng.uniform(*SPOT_CONTRAST) * (1 if bright else -1)
+        diffuse = rng.random() < 0.2
         shape = _gaussian(g, sx, sy, r * 0.8) if diffuse else _soft_disc(g, sx, sy, r, rng.uniform(0.01, 0.05))
         colour = np.ones(3)
-        if rng.random() < 0.2:  # an off-colour spot
+        if rng.random() < 0.1:  # an off-colour spot
             colour = rng.uniform(0.3, 1.2, 3)
         img = img + contrast * (shape * np.clip(region, 0.3, 1))[:, :, None] * colour[None, None, :]
         spot = {"bright": bright, "large": r > 0.17, "diffuse": diffuse, "position": position_name(sx, sy)}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -162,12 +162,19 @@ def collate(batch: Sequence[Encoded], pad_id: int, pixels: Optional[torch.Tensor
 
 
 def answer_loss(model, batch: dict) -> torch.Tensor:
-    """Cross-entropy on answer tokens only; the LM head runs on those positions alone."""
+    """Cross-entropy on answer tokens, averaged per example, then over the batch.
+
+    Per example, not per token: a 15-token description would otherwise outweigh a
+    one-token "Yes" fifteen-fold, and the image-dependent yes/no token would drown in
+    the easy-to-guess words of captions. The LM head runs on answer positions alone.
+    """
     hidden = model.model(**batch["inputs"], use_cache=False).last_hidden_state[:, :-1]
     targets = batch["labels"][:, 1:]
     keep = targets != -100
     logits = model.lm_head(hidden[keep])
-    return F.cross_entropy(logits.float(), targets[keep])
+    per_token = F.cross_entropy(logits.float(), targets[keep], reduction="none")
+    counts = keep.sum(dim=1, keepdim=True).expand_as(keep)[keep].float()
+    return (per_token / counts).sum() / keep.shape[0]
 
 
 def lr_at(stage: Stage, step: int) -> float:
@@ -179,10 +186,15 @@ def lr_at(stage: Stage, step: int) -> float:
 
 
 def train(model, batches: Sequence[Sequence[Encoded]], stage: Stage, encoder: Encoder,
-          pixels: Optional[torch.Tensor]) -> list[float]:
-    """AdamW over the given batches (one step each); returns the loss of every step."""
+          pixels: Optional[torch.Tensor], callback: Optional[Callable[[int], None]] = None) -> list[float]:
+    """AdamW over the given batches (one step each); returns the loss of every step.
+
+    `callback(step)` runs after every step (diagnostics; it must not draw from torch's RNG).
+    """
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=stage.lr, betas=(0.9, 0.98), weight_decay=stage.weight_decay)
+    set_vision_trainable(model, stage.train_vision)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=stage.lr, betas=(0.9, 0.98), weight_decay=stage.weight_decay)
     pad = encoder.tokenizer.pad_token_id
     losses = []
     for step, items in enumerate(batches):
@@ -191,11 +203,21 @@ def train(model, batches: Sequence[Sequence[Encoded]], stage: Stage, encoder: En
         loss = answer_loss(model, collate(items, pad, pixels, encoder))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
+        if callback is not None:
+            callback(step + 1)
+    set_vision_trainable(model, True)
     model.eval()
     return losses
+
+
+def set_vision_trainable(model, trainable: bool) -> None:
+    """Freeze or unfreeze the vision tower (a no-op for text-only models)."""
+    tower = getattr(getattr(model, "model", None), "vision_tower", None)
+    if tower is not None:
+        tower.requires_grad_(trainable)
 
 
 def batches_of(encoded: Sequence[Encoded], stage: Stage) -> list[list[Encoded]]:

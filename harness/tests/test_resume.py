@@ -26,7 +26,8 @@ def stored(cache: Path) -> int:
     if not db.exists():
         return 0
     try:
-        return sqlite3.connect(db, timeout=5).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        # closed-form answers only (the batch-invariance check stores its own stage too)
+        return sqlite3.connect(db, timeout=5).execute("SELECT COUNT(*) FROM responses WHERE stage='closed'").fetchone()[0]
     except sqlite3.DatabaseError:
         return 0
 

@@ -1,0 +1,106 @@
+"""Endpoint throughput: the OpenAI backend's concurrency against a server with fixed latency.
+
+    python bench/endpoint.py [--latency 0.2] [--concurrency 16] [--requests-per-slot 4] [--smoke]
+
+A local OpenAI-compatible server (harness.serve.start_server, loopback only) answers
+every chat request after a fixed artificial latency (`latency_s`), standing in for a
+remote GPU server whose answer takes that long. Its model is `EchoFakeBackend`, a FAKE
+backend used only for this measurement (an instant canned answer), so the only cost
+is the latency, the HTTP round trip and the client. The harness's OpenAIBackend sends
+the same kind of requests (a 64-px PNG image plus a prompt) at concurrency 1 and at
+concurrency N, in one process; the ratio of the two throughputs is the figure (ideal: N).
+It also checks that requests are spread over several base_urls (two servers).
+Last line: `endpoint_speedup_at_concurrency: <ratio>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from _common import Timer, machine, temp_dir
+
+from harness.backends.base import Backend
+from harness.core import GenerationRequest, GenerationResult, ModelSpec
+
+
+class EchoFakeBackend(Backend):
+    """FAKE model for the endpoint measurement only: answers "Yes." instantly."""
+
+    def __init__(self, name: str = "echo-fake"):
+        self.spec = ModelSpec(name=name, backend="fake", model=name)
+
+    def generate(self, requests, images):
+        return [GenerationResult(text="Yes.") for _ in requests]
+
+
+def requests_for(n: int) -> tuple[list[GenerationRequest], dict]:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    images = {f"img{i}": Image.fromarray(rng.randint(0, 256, (64, 64, 3), dtype=np.uint8)) for i in range(4)}
+    reqs = [GenerationRequest(prompt=f"Is there a lesion? ({i})", image_key=f"img{i % 4}", max_new_tokens=8)
+            for i in range(n)]
+    return reqs, images
+
+
+def throughput(urls: list[str], concurrency: int, n: int, cache: Path) -> tuple[float, float]:
+    """(seconds, requests per second) for n requests at this concurrency."""
+    from harness.backends.openai_backend import OpenAIBackend
+
+    spec = ModelSpec(name="echo-fake", backend="openai", model="echo-fake", base_url=tuple(urls),
+                     concurrency=concurrency, timeout_s=30.0, max_retries=0)
+    backend = OpenAIBackend(spec, cache_dir=cache)
+    try:
+        reqs, images = requests_for(n)
+        backend.generate(reqs[:1], images)  # warm-up: client, connection
+        with Timer() as t:
+            results = backend.generate(reqs, images)
+        bad = [r.error for r in results if not r.ok]
+        if bad:
+            raise SystemExit(f"{len(bad)} requests failed, e.g. {bad[0]}")
+    finally:
+        backend.close()
+    return t.seconds, n / t.seconds
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--latency", type=float, default=0.2, help="seconds the server waits before each answer")
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--requests-per-slot", type=int, default=4, help="requests per worker at concurrency N")
+    ap.add_argument("--smoke", action="store_true", help="latency 0.05 s, 2 requests per slot")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.latency, args.requests_per_slot = 0.05, 2
+
+    from harness.serve import start_server
+
+    print(f"machine: {machine()}")
+    cache = temp_dir("bench-endpoint-")
+    n_many = args.concurrency * args.requests_per_slot
+    n_one = max(4, args.requests_per_slot * 2)
+    with start_server(EchoFakeBackend(), latency_s=args.latency, served_name="echo-fake") as s1, \
+            start_server(EchoFakeBackend(), latency_s=args.latency, served_name="echo-fake") as s2:
+        t1, r1 = throughput([s1.url], 1, n_one, cache)
+        tn, rn = throughput([s1.url], args.concurrency, n_many, cache)
+        s1.set_faults(None)
+        s2.set_faults(None)  # restart the counts for the spreading check
+        t2, r2 = throughput([s1.url, s2.url], args.concurrency, n_many, cache)
+        spread = (len(s1.requests_seen), len(s2.requests_seen))
+        peak = max(s1.max_in_flight, s2.max_in_flight)
+    print(f"server latency {args.latency:.3f}s per request (ideal: {1 / args.latency:.1f} req/s per request in flight)")
+    print(f"concurrency 1: {n_one} requests in {t1:.2f}s = {r1:.2f} req/s")
+    print(f"concurrency {args.concurrency}: {n_many} requests in {tn:.2f}s = {rn:.2f} req/s")
+    print(f"concurrency {args.concurrency} over 2 base_urls: {n_many} requests in {t2:.2f}s = {r2:.2f} req/s; "
+          f"requests per server {spread[0]} + {spread[1]} (incl. 1 warm-up), peak in flight on one server {peak}")
+    if min(spread) == 0:
+        raise SystemExit("requests were not spread over both base_urls")
+    print(f"endpoint_speedup_at_concurrency: {rn / r1:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
