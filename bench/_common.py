@@ -19,7 +19,6 @@ from harness.core import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 ORGANISM_MODELS = ["organism-llava-med", "organism-gemma-med"]
-TINY_MODELS = ["tiny-llava", "tiny-gemma3"]
 
 
 def machine() -> str:
@@ -36,42 +35,19 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores ({platform.machine()}), {gpu}, load average {load:.2f} at start"
 
 
-def subjects(names: list[str] | None, cache_dir: Path, *, smoke: bool = False) -> tuple[list[ModelSpec], str]:
-    """ModelSpecs for `names` (registry names, or organism names the organism can build).
+def subjects(names: list[str] | None, *, smoke: bool = False) -> tuple[list[ModelSpec], str]:
+    """ModelSpecs for registry `names`; default: the organism's two medical VLMs.
 
-    Default: the organism models when `harness.organism` can build them
-    (`resolve_builtin(name, cache_dir)`) or the registry knows them, else the tiny
-    random-weight models, with a note saying so.
+    Smoke mode uses the untrained tiny-llava (no organism build needed): seconds, not minutes.
     """
     registry = load_registry()
     note = ""
     if not names:
-        if smoke:
-            names, note = ["tiny-llava"], "smoke mode: tiny-llava only"
-        elif all(n in registry.models for n in ORGANISM_MODELS) or _organism_resolver() is not None:
-            names = ORGANISM_MODELS
-        else:
-            names = TINY_MODELS
-            note = ("note: the organism models are not available here (harness.organism has no resolve_builtin "
-                    "and the registry has no organism entries); using the tiny random-weight models")
-    specs = []
-    resolver = _organism_resolver()
-    for name in names:
-        if name in registry.models:
-            specs.append(registry.models[name])
-        elif resolver is not None and name.startswith("organism-"):  # trained on first use, then cached
-            specs.append(ModelSpec(name=name, backend="hf", model="builtin:" + name))
-        else:
-            raise SystemExit(f"unknown model {name!r}: not in the registry and no organism resolver")
-    return specs, note
-
-
-def _organism_resolver():
-    try:
-        import harness.organism as organism
-    except ImportError:
-        return None
-    return getattr(organism, "resolve_builtin", None)
+        names, note = (["tiny-llava"], "smoke mode: tiny-llava only") if smoke else (ORGANISM_MODELS, "")
+    unknown = [n for n in names if n not in registry.models]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {', '.join(unknown)}: not in fixtures/models.toml")
+    return [registry.models[n] for n in names], note
 
 
 def grid(task_keys: list[str] | None, n_per_class: int, seed: int = 42):

@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         args.tasks = args.tasks or "brain_tumor"
         args.n_per_class, args.study_items, args.same_budget_items, args.rounds = 1, 1, 2, 1
         study_max = 64
-    specs, note = subjects(csv_arg(args.models), Path(args.cache_dir), smoke=args.smoke)
+    specs, note = subjects(csv_arg(args.models), smoke=args.smoke)
     registry, tasks, items, variants = grid(csv_arg(args.tasks), args.n_per_class)
     max_new = load_thresholds(None).generation["max_new_tokens"]
     print(f"machine: {machine()}")

@@ -27,9 +27,9 @@ def resolve_local_path(spec: ModelSpec, cache_dir: Path) -> Optional[Path]:
     if spec.model.startswith("builtin:"):
         name = spec.model.split(":", 1)[1]
         if name.startswith("organism-"):
-            from ..organism import resolve_builtin  # trained on first use, cached by code + config hash
+            from ..organism import resolve_builtin  # trained on first use into a shared folder, keyed by code + config
 
-            return Path(resolve_builtin(name, Path(cache_dir)))
+            return Path(resolve_builtin(name))
         target = builtin_dir(cache_dir, name)
         if not (target / "config.json").is_file():
             from .tiny import build_tiny_model, builtin_family

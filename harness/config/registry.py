@@ -45,8 +45,8 @@ __all__ = [
 ]
 
 FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures"
-# The defaults until trained "model organism" models replace them (SPEC section 7).
-DEFAULT_MODELS = ["tiny-llava", "tiny-llava-next", "tiny-gemma3"]
+# The embedded model organism (SPEC section 7): two families, each a base and its medical variant.
+DEFAULT_MODELS = ["organism-llava-base", "organism-llava-med", "organism-gemma-base", "organism-gemma-med"]
 DEFAULT_TASKS = ["brain_tumor", "pneumonia", "skin_cancer", "histopathology"]
 
 BACKENDS = ("hf", "openai")

@@ -8,14 +8,15 @@ trained from code in this package, deterministically, and cached by a hash of th
 code and its configuration.
 
     from harness.organism import build_organism, resolve_builtin
-    paths = build_organism(Path(".medvlm-cache"))          # name -> model folder
-    folder = resolve_builtin("organism-llava-med", cache)  # one model, building if needed
+    paths = build_organism(organism_home())          # name -> model folder
+    folder = resolve_builtin("organism-llava-med")   # one model, building if needed
 
-`python -m harness.organism build [--force] [--cache-dir DIR]` builds and prints timings
-and a quick evaluation table.
+Builds live in organism_home() ($MEDVLM_ORGANISM_DIR, else ~/.cache/medvlm-fragility),
+shared by every run whatever its --cache-dir. `python -m harness.organism build
+[--force] [--cache-dir DIR]` builds and prints timings and a quick evaluation table.
 """
 
-from .build import NAMES, build_organism, organism_root, resolve_builtin
+from .build import NAMES, build_organism, organism_home, organism_root, resolve_builtin
 from .config import OrganismConfig, organism_key
 
-__all__ = ["NAMES", "OrganismConfig", "build_organism", "organism_key", "organism_root", "resolve_builtin"]
+__all__ = ["NAMES", "OrganismConfig", "build_organism", "organism_home", "organism_key", "organism_root", "resolve_builtin"]

@@ -18,17 +18,20 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build the organism models (cached) and print a quick evaluation")
     build.add_argument("--force", action="store_true", help="rebuild even if the cache holds a complete build")
-    build.add_argument("--cache-dir", default=".medvlm-cache", help="cache folder (default: .medvlm-cache)")
+    build.add_argument("--cache-dir", default=None,
+                       help="folder for builds (default: $MEDVLM_ORGANISM_DIR, else ~/.cache/medvlm-fragility)")
     build.add_argument("--eval-images", type=int, default=None,
                        help="held-out images per class and task for the table (default from the config; 0: none)")
     args = parser.parse_args(argv)
 
-    from .build import MANIFEST, build_organism
+    from .build import MANIFEST, build_organism, organism_home
     from .config import OrganismConfig
+
+    cache_dir = Path(args.cache_dir) if args.cache_dir else organism_home()
 
     cfg = OrganismConfig()
     start = time.perf_counter()
-    paths = build_organism(Path(args.cache_dir), force=args.force, config=cfg)
+    paths = build_organism(cache_dir, force=args.force, config=cfg)
     built = time.perf_counter() - start
     root = next(iter(paths.values())).parent
     manifest = json.loads((root / MANIFEST).read_text())
@@ -36,7 +39,7 @@ def main(argv=None) -> int:
     _print_build(manifest)
     n = cfg.eval_images_per_class if args.eval_images is None else args.eval_images
     if n > 0:
-        _print_evaluation(paths, n, Path(args.cache_dir))
+        _print_evaluation(paths, n, cache_dir)
     print(f"total {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -90,11 +91,35 @@ def _replace(new: Path, target: Path) -> None:
     os.rename(new, target)
 
 
-def resolve_builtin(name: str, cache_dir: Path) -> Path:
-    """The folder of organism model `name` (e.g. "organism-llava-med"), building all if needed."""
+def organism_home() -> Path:
+    """Where builds live by default: $MEDVLM_ORGANISM_DIR, else the user's cache folder.
+
+    Shared across runs and response caches on purpose: the build is keyed by a hash of
+    everything that changes its weights, so a run with a fresh --cache-dir (the
+    harness's own tests, a CI job) reuses a build instead of training for minutes again.
+    """
+    env = os.environ.get("MEDVLM_ORGANISM_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "medvlm-fragility"
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def resolve_builtin(name: str, cache_dir: Optional[Path] = None) -> Path:
+    """The folder of organism model `name` (e.g. "organism-llava-med"), building all if needed.
+
+    `cache_dir` defaults to organism_home().
+    """
     if name not in NAMES:
         raise HarnessError(f"unknown organism model {name!r}; known: {', '.join(NAMES)}")
-    return build_organism(Path(cache_dir))[name]
+    root = Path(cache_dir) if cache_dir is not None else organism_home()
+    if not _complete(organism_root(root)):
+        _stderr(f"medvlm: training the model organism into {root} (once; a few minutes on a CPU)")
+    return build_organism(root, log=_stderr)[name]
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .general_data import Mix
@@ -67,26 +67,23 @@ class OrganismConfig:
     diagnoser: Geometry = Geometry(text_width=64, text_layers=2)
     vision: Stage = Stage(steps=600, batch_size=64, lr=2e-3, seed=10, warmup=30)
     align: Stage = Stage(steps=300, batch_size=32, lr=3e-3, seed=14, train_vision=False, min_lr_ratio=1.0)
-    base: Stage = Stage(steps=1200, batch_size=32, lr=2e-3, seed=11, train_vision=False)
-    base_mix: Mix = Mix()
+    base: Stage = Stage(steps=1200, batch_size=32, lr=3e-3, seed=11, train_vision=False)
+    base_mix: Mix = Mix(absent=0.35, swap=0.35)
     # Medical tuning as the study's two pairs were tuned: LLaVA-Med on biomedical data
     # only with the vision tower frozen; MedGemma with general data mixed in and its
     # vision encoder tuned too.
-    llava_med: Stage = Stage(steps=250, batch_size=32, lr=1.5e-3, seed=12, warmup=10, general_share=0.0,
+    llava_med: Stage = Stage(steps=300, batch_size=32, lr=1.5e-3, seed=12, warmup=10, general_share=0.0,
                              train_vision=False)
-    gemma_med: Stage = Stage(steps=250, batch_size=32, lr=1.5e-3, seed=12, warmup=10, general_share=0.3)
+    gemma_med: Stage = Stage(steps=300, batch_size=32, lr=1.5e-3, seed=12, warmup=10, general_share=0.3)
     diagnoser_stage: Stage = Stage(steps=150, batch_size=32, lr=3e-3, seed=13, warmup=10)
     general_images: int = 2400
-    med_images_per_class: int = 150
-    diagnoser_examples: int = 4000
+    med_images_per_class: int = 200
     train_seed: int = 1001
     init_seed: int = 7
     init_range: float = 0.05
     vocab_size: int = 1536
-    max_description_tokens: int = 20
     threads: int = 2
     eval_images_per_class: int = 20
-    extra: dict = field(default_factory=dict)  # free-form overrides, hashed like the rest
 
     def __post_init__(self):
         if self.train_seed == EVAL_SEED:
@@ -105,7 +102,7 @@ def quick_config() -> OrganismConfig:
     return OrganismConfig(
         vision=tiny, align=tiny, base=tiny, llava_med=dataclasses.replace(tiny, general_share=0.0),
         gemma_med=dataclasses.replace(tiny, general_share=0.5), diagnoser_stage=tiny,
-        general_images=16, med_images_per_class=2, diagnoser_examples=16, eval_images_per_class=0,
+        general_images=16, med_images_per_class=2, eval_images_per_class=0,
     )
 
 

@@ -1,7 +1,10 @@
 """A model served over the OpenAI API on 127.0.0.1 runs through the whole suite.
 
 The same model in-process and behind the local server (real HTTP, real openai client)
-must give the same verdicts; only the embedding tests skip, with a reason.
+must give the same verdicts; only the embedding tests skip, with a reason. The served
+model is the organism's medical LLaVA, naming its (in-process) base, so every finding
+but embeddings applies to it: finetune_gain, description recovery with the organism's
+diagnoser, prompt sensitivity, near-random.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from harness.config.registry import load_registry
 from harness.serve import start_server
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL = "tiny-llava"
+MODEL = "organism-llava-med"
+BASE = "organism-llava-base"
 SERVED = "served-under-another-name"
 
 
@@ -36,7 +40,8 @@ def test_served_model_gives_the_in_process_verdicts(tmp_path):
     try:
         models_file = tmp_path / "served.toml"
         models_file.write_text(
-            f'[models.{SERVED}]\nbackend = "openai"\nmodel = "{SERVED}"\nbase_url = "{server.url}"\n')
+            f'[models.{SERVED}]\nbackend = "openai"\nmodel = "{SERVED}"\nbase_url = "{server.url}"\n'
+            f'base_model = "{BASE}"\n')
         served = run_suite(tmp_path, "served", SERVED, f"--models-file={models_file}")
     finally:
         server.stop()
@@ -48,5 +53,6 @@ def test_served_model_gives_the_in_process_verdicts(tmp_path):
         if record["finding"] == "embedding_separability":
             assert twin["outcome"] == "skipped" and "vision encoder" in twin["reason"]
             continue
+        assert twin["outcome"] != "skipped", (test, twin["reason"])
         same = ("outcome", "metric", "value", "ci_low", "ci_high")
         assert {k: twin[k] for k in same} == {k: record[k] for k in same}, test

@@ -143,6 +143,34 @@ def test_resolve_builtin(tmp_path, monkeypatch):
         organism_build.resolve_builtin("organism-nope", tmp_path)
 
 
+def test_two_independent_builds_are_identical(quick, tmp_path):
+    """Seeded data, seeded init, fixed thread count: a second build gives the same bytes.
+
+    (The full build was checked the same way: two `--force` builds, equal safetensors.)
+    """
+    again = organism_build.build_organism(tmp_path, config=quick_config(), log=lambda *_: None)
+    for name, folder in quick.items():
+        assert (again[name] / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes(), name
+
+
+def test_builds_live_in_one_shared_folder(tmp_path, monkeypatch):
+    """Every run finds the same build, whatever its --cache-dir: $MEDVLM_ORGANISM_DIR, else the user cache."""
+    from harness.backends.identity import resolve_local_path
+
+    monkeypatch.setenv("MEDVLM_ORGANISM_DIR", str(tmp_path / "shared"))
+    assert organism_build.organism_home() == tmp_path / "shared"
+    calls: list = []
+    monkeypatch.setattr(organism_build, "_train_all", _fake_train(calls))
+    spec = ModelSpec(name="organism-llava-med", backend="hf", model="builtin:organism-llava-med")
+    first = resolve_local_path(spec, tmp_path / "cache-a")
+    second = resolve_local_path(spec, tmp_path / "cache-b")
+    assert first == second == organism_build.organism_root(tmp_path / "shared") / "organism-llava-med"
+    assert len(calls) == 1
+    monkeypatch.delenv("MEDVLM_ORGANISM_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert organism_build.organism_home() == tmp_path / "xdg" / "medvlm-fragility"
+
+
 # ------------------------------------------------- the models serve through HFBackend
 
 

@@ -83,15 +83,16 @@ def test_markers_select_by_task(suite_dir):
     result = suite_dir.runpytest("--collect-only", "-q", "-m", "histopathology")
     ids = [line for line in result.outlines if "::" in line]
     assert ids and all("histopathology" in line for line in ids)
-    # three default models × (near_random + 2 swings + 4 invariance + description + 2 embedding)
-    assert len(ids) == 3 * (1 + 2 + 4 + 1 + 2)
+    # four default models × (near_random + 2 swings + 4 invariance + description + 2 embedding),
+    # plus finetune_gain for the two medical variants
+    assert len(ids) == 4 * (1 + 2 + 4 + 1 + 2) + 2
 
 
 def test_markers_select_by_finding_and_model(suite_dir):
-    result = suite_dir.runpytest("--collect-only", "-q", "-m", "prompt_sensitivity and tiny-gemma3 and not pneumonia")
+    result = suite_dir.runpytest("--collect-only", "-q", "-m", "prompt_sensitivity and organism-gemma-med and not pneumonia")
     ids = [line for line in result.outlines if "::" in line]
     assert len(ids) == 3 * 6
-    assert all("tiny-gemma3" in i and "pneumonia" not in i and "test_prompt_sensitivity" in i for i in ids)
+    assert all("organism-gemma-med" in i and "pneumonia" not in i and "test_prompt_sensitivity" in i for i in ids)
 
 
 def test_robust_subject_passes_with_zero_model_calls(suite_dir, built_cache, tmp_path):
