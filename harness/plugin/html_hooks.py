@@ -11,8 +11,10 @@ import io
 import math
 
 from ..results import unique_input_errors
+from .evidence import batch_invariance_by_model
 from .plots import plot_scatter
-from .report import plot_difficulty, plot_per_prompt, render_evidence, render_report_header, render_thumbnails
+from .report import plot_difficulty, plot_per_prompt, render_evidence
+from .report_header import render_report_header, render_thumbnails
 
 THUMBNAILS_PER_CLASS = 2
 THUMBNAIL_PX = 64
@@ -116,4 +118,4 @@ class HtmlHooks:
         order = sorted(suite.registry.tasks, key=lambda k: suite.registry.tasks[k].difficulty)
         prefix.append(render_report_header(
             records, difficulty_png=png, remote_destinations=remote_destinations(suite, records), task_order=order,
-            input_errors=unique_input_errors(records)))
+            input_errors=unique_input_errors(records), batch_invariance=batch_invariance_by_model(suite, records)))

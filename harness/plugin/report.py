@@ -27,7 +27,6 @@ from harness.plugin.plots import plot_difficulty, plot_per_prompt
 __all__ = [
     "CELL_STATES", "INCONCLUSIVE_STATE", "FINDINGS", "REPORT_CSS", "escape",
     "state_of", "cell_state", "render_summary_grid", "render_evidence",
-    "render_report_header", "render_input_errors", "render_thumbnails",
     "plot_per_prompt", "plot_difficulty",
 ]
 
@@ -391,59 +390,3 @@ def render_evidence(record: dict, images: dict[str, bytes] | None = None) -> str
 
 
 # ---------------------------------------------------------------- header
-
-def _remote_line(destinations: list[str]) -> str:
-    """SPEC §8: the report records every remote destination that saw data."""
-    if not destinations:
-        body = "none: all requests stayed on this machine"
-    else:
-        body = ", ".join(f"<code>{escape(d)}</code>" for d in sorted(set(map(str, destinations))))
-    return f'<p class="mvf-remote"><b>Remote destinations used:</b> {body}</p>'
-
-
-def render_input_errors(errors: list[Mapping]) -> str:
-    """Images that could not be read (SPEC §8): image id and message, escaped, capped.
-
-    They are excluded like backend errors; listing them tells the reader which files
-    to fix and why the per-class counts may be short.
-    """
-    if not errors:
-        return ""
-    items = "".join(f"<li><code>{escape(e.get('image_id', ''))}</code>: {escape(_truncate(str(e.get('error', ''))))}</li>"
-                    for e in errors[:_MAX_TABLE_ROWS])
-    more = len(errors) - _MAX_TABLE_ROWS
-    note = f"<p><small>{more} more in errors.csv</small></p>" if more > 0 else ""
-    noun = "image" if len(errors) == 1 else "images"
-    return (f'<section class="mvf-input-errors"><h3>Input errors ({len(errors)} {noun} not used)</h3>'
-            f"<ul>{items}</ul>{note}</section>")
-
-
-def render_thumbnails(thumbnails: list[Mapping]) -> str:
-    """Opt-in (--report-thumbnails) PNG thumbnails of input images, ids and labels escaped."""
-    figures = []
-    for t in thumbnails:
-        data = t.get("png")
-        if not isinstance(data, (bytes, bytearray)) or bytes(data[:8]) != _PNG_MAGIC:
-            continue
-        b64 = base64.b64encode(bytes(data)).decode("ascii")
-        caption = f"{escape(t.get('image_id', ''))} · {escape(t.get('label', ''))}"
-        figures.append(f'<figure><img src="data:image/png;base64,{b64}" alt="{caption}">'
-                       f"<figcaption><small>{caption}</small></figcaption></figure>")
-    if not figures:
-        return ""
-    return f'<div class="mvf-thumbnails"><h3>Input images (thumbnails)</h3>{"".join(figures)}</div>'
-
-
-def render_report_header(records: list[dict], *, difficulty_png: bytes | None,
-                         remote_destinations: list[str],
-                         task_order: list[str] | None = None,
-                         input_errors: list[Mapping] | None = None) -> str:
-    """Everything above the results table: grid, difficulty plot, input errors, data egress."""
-    parts = [render_summary_grid(records, task_order=task_order)]
-    if difficulty_png:
-        parts.append('<section class="mvf-summary"><h3>Balanced accuracy by task difficulty</h3>'
-                     + _images_html({"balanced accuracy by task difficulty": difficulty_png})
-                     + "</section>")
-    parts.append(render_input_errors(input_errors or []))
-    parts.append(_remote_line(remote_destinations))
-    return "".join(parts)

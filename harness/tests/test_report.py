@@ -18,9 +18,9 @@ from harness.plugin.report import (
     plot_difficulty,
     plot_per_prompt,
     render_evidence,
-    render_report_header,
     render_summary_grid,
 )
+from harness.plugin.report_header import render_batch_invariance, render_report_header
 
 PNG = b"\x89PNG"
 ALLOWED_TAGS = {"section", "div", "span", "table", "tr", "th", "td", "img", "style",
@@ -353,5 +353,19 @@ def test_escaped_text_round_trips():
 
 def test_module_exports_the_api():
     for name in ("CELL_STATES", "render_summary_grid", "render_evidence", "plot_per_prompt",
-                 "plot_difficulty", "escape", "render_report_header"):
+                 "plot_difficulty", "escape"):
         assert name in report.__all__
+
+
+def test_batch_invariance_is_listed_when_zero_and_flagged_with_escaped_examples_when_not():
+    zero = render_batch_invariance({"m1": {"checked": 24, "changed": 0, "examples": []}})
+    assert "no sampled answer changes" in zero and "m1 0 of 24" in zero
+    attack = "<script>alert(1)</script>"
+    html = render_batch_invariance({"m<2>": {"checked": 24, "changed": 2, "examples": [
+        {"task": "pneumonia", "variant": "normal", "batched": attack, "alone": "No"}]}})
+    assert "<script>" not in html and "&lt;script&gt;" in html and "m&lt;2&gt; 2 of 24" in html
+    assert "mix prompt effects with batch effects" in html
+    assert render_batch_invariance({}) == "" and render_batch_invariance({"m": {"checked": 0}}) == ""
+    header = render_report_header([rec()], difficulty_png=None, remote_destinations=[],
+                                  batch_invariance={"m1": {"checked": 24, "changed": 0}})
+    assert "Batch invariance" in header

@@ -1,0 +1,96 @@
+"""The top of the HTML report: summary grid, difficulty plot, input errors, batch
+invariance, data egress; and the opt-in input thumbnails.
+
+Split from report.py (which renders each test's evidence) so both stay small. Every
+string that a model, a dataset or a user wrote is escaped here too.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+
+__all__ = ["render_report_header", "render_batch_invariance", "render_input_errors", "render_thumbnails"]
+
+from .report import _MAX_TABLE_ROWS, _PNG_MAGIC, _images_html, _truncate, escape, render_summary_grid
+
+def _remote_line(destinations: list[str]) -> str:
+    """SPEC §8: the report records every remote destination that saw data."""
+    if not destinations:
+        body = "none: all requests stayed on this machine"
+    else:
+        body = ", ".join(f"<code>{escape(d)}</code>" for d in sorted(set(map(str, destinations))))
+    return f'<p class="mvf-remote"><b>Remote destinations used:</b> {body}</p>'
+
+
+def render_input_errors(errors: list[Mapping]) -> str:
+    """Images that could not be read (SPEC §8): image id and message, escaped, capped.
+
+    They are excluded like backend errors; listing them tells the reader which files
+    to fix and why the per-class counts may be short.
+    """
+    if not errors:
+        return ""
+    items = "".join(f"<li><code>{escape(e.get('image_id', ''))}</code>: {escape(_truncate(str(e.get('error', ''))))}</li>"
+                    for e in errors[:_MAX_TABLE_ROWS])
+    more = len(errors) - _MAX_TABLE_ROWS
+    note = f"<p><small>{more} more in errors.csv</small></p>" if more > 0 else ""
+    noun = "image" if len(errors) == 1 else "images"
+    return (f'<section class="mvf-input-errors"><h3>Input errors ({len(errors)} {noun} not used)</h3>'
+            f"<ul>{items}</ul>{note}</section>")
+
+
+def render_thumbnails(thumbnails: list[Mapping]) -> str:
+    """Opt-in (--report-thumbnails) PNG thumbnails of input images, ids and labels escaped."""
+    figures = []
+    for t in thumbnails:
+        data = t.get("png")
+        if not isinstance(data, (bytes, bytearray)) or bytes(data[:8]) != _PNG_MAGIC:
+            continue
+        b64 = base64.b64encode(bytes(data)).decode("ascii")
+        caption = f"{escape(t.get('image_id', ''))} · {escape(t.get('label', ''))}"
+        figures.append(f'<figure><img src="data:image/png;base64,{b64}" alt="{caption}">'
+                       f"<figcaption><small>{caption}</small></figcaption></figure>")
+    if not figures:
+        return ""
+    return f'<div class="mvf-thumbnails"><h3>Input images (thumbnails)</h3>{"".join(figures)}</div>'
+
+
+def render_batch_invariance(per_model: Mapping[str, Mapping]) -> str:
+    """Share of sampled answers that change when asked one at a time, per in-process model.
+
+    Always listed when checked (so a reader sees it was zero), flagged with examples when
+    not zero: a batch-dependent answer would look like prompt fragility.
+    """
+    rows = {m: r for m, r in sorted(per_model.items()) if r and r.get("checked")}
+    if not rows:
+        return ""
+    parts = ", ".join(f"{escape(m)} {r['changed']} of {r['checked']}" for m, r in rows.items())
+    changed = {m: r for m, r in rows.items() if r.get("changed")}
+    if not changed:
+        return (f'<p class="mvf-batch"><b>Batch invariance:</b> no sampled answer changes when asked one at a '
+                f"time ({parts}).</p>")
+    examples = "".join(
+        f"<li>{escape(m)} · {escape(e.get('task', ''))} · {escape(e.get('variant', ''))}: batched "
+        f"<code>{escape(_truncate(str(e.get('batched', ''))))}</code>, alone <code>{escape(_truncate(str(e.get('alone', ''))))}</code></li>"
+        for m, r in changed.items() for e in (r.get("examples") or ()))
+    return (f'<section class="mvf-batch"><h3>Batch invariance: answers that change when asked one at a time</h3>'
+            f"<p>{parts}. Prompt-sensitivity results for these models mix prompt effects with batch effects.</p>"
+            f"<ul>{examples}</ul></section>")
+
+
+def render_report_header(records: list[dict], *, difficulty_png: bytes | None,
+                         remote_destinations: list[str],
+                         task_order: list[str] | None = None,
+                         input_errors: list[Mapping] | None = None,
+                         batch_invariance: Mapping[str, Mapping] | None = None) -> str:
+    """Everything above the results table: grid, difficulty plot, input errors, batch invariance, data egress."""
+    parts = [render_summary_grid(records, task_order=task_order)]
+    if difficulty_png:
+        parts.append('<section class="mvf-summary"><h3>Balanced accuracy by task difficulty</h3>'
+                     + _images_html({"balanced accuracy by task difficulty": difficulty_png})
+                     + "</section>")
+    parts.append(render_input_errors(input_errors or []))
+    parts.append(render_batch_invariance(batch_invariance or {}))
+    parts.append(_remote_line(remote_destinations))
+    return "".join(parts)
