@@ -16,7 +16,8 @@ SUBJECT_PARAM = "subject"
 
 
 class TooManyErrors(HarnessError):
-    """More backend errors than thresholds.toml allows: the test errors instead of passing."""
+    """More errors (backend failures, unreadable images) than thresholds.toml allows:
+    the test errors instead of passing."""
 
 
 @dataclass
@@ -68,13 +69,14 @@ def subject(request) -> Subject:
 
 
 def checked_grid(model_name: str, task_key: str, table: pd.DataFrame, suite, variants=None) -> Grid:
-    """The response grid, after checking the share of backend errors against the limit."""
+    """The response grid, after checking the share of errors against the limit."""
     grid = grid_from_table(table, variants)
     limit = suite.thresholds.max_error_rate
     if grid.error_rate > limit:
         sample = table.loc[table["outcome"] == "error", "error"].dropna().head(3).tolist()
         raise TooManyErrors(
-            f"{model_name} × {task_key}: {grid.error_rate:.1%} of responses are backend errors "
+            f"{model_name} × {task_key}: {grid.error_rate:.1%} of responses are errors "
+            "(backend failures or unreadable images) "
             f"(limit {limit:.1%}); errors are excluded, never scored, but too many make the verdict "
             f"meaningless. First errors: {sample}"
         )
