@@ -2,9 +2,10 @@
 
     python bench/endpoint.py [--latency 0.2] [--concurrency 16] [--requests-per-slot 4] [--smoke]
 
-A local OpenAI-compatible server (harness.serve.start_server, loopback only) answers
-every chat request after a fixed artificial latency (`latency_s`), standing in for a
-remote GPU server whose answer takes that long. Its model is `EchoFakeBackend`, a FAKE
+A local OpenAI-compatible server (harness.serve.start_server, loopback only, in its own
+process as a real endpoint is: this script with --serve) answers every chat request
+after a fixed artificial latency (`latency_s`), standing in for a remote GPU server
+whose answer takes that long. Its model is `EchoFakeBackend`, a FAKE
 backend used only for this measurement (an instant canned answer), so the only cost
 is the latency, the HTTP round trip and the client. The harness's OpenAIBackend sends
 the same kind of requests (a 64-px PNG image plus a prompt) at concurrency 1 and at
@@ -16,6 +17,7 @@ Last line: `endpoint_speedup_at_concurrency: <ratio>`.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -66,31 +68,72 @@ def throughput(urls: list[str], concurrency: int, n: int, cache: Path) -> tuple[
     return t.seconds, n / t.seconds
 
 
+class ServerProcess:
+    """An echo server in a child process (this script with --serve), driven over its stdin.
+
+    Commands: "reset" restarts the request counts; "stats" prints "<requests seen> <peak in flight>".
+    """
+
+    def __init__(self, latency: float):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", f"--latency={latency}"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http://127.0.0.1:"):
+            raise SystemExit(f"the server process did not start: {self.url!r}")
+
+    def ask(self, command: str) -> str:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def serve(latency: float) -> int:
+    """--serve: run one echo server until stdin closes, answering reset/stats commands."""
+    from harness.serve import start_server
+
+    with start_server(EchoFakeBackend(), latency_s=latency, served_name="echo-fake") as server:
+        print(server.url, flush=True)
+        for line in sys.stdin:
+            if line.strip() == "reset":
+                server.set_faults(None)
+                print("ok", flush=True)
+            elif line.strip() == "stats":
+                print(f"{len(server.requests_seen)} {server.max_in_flight}", flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--latency", type=float, default=0.2, help="seconds the server waits before each answer")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--requests-per-slot", type=int, default=4, help="requests per worker at concurrency N")
     ap.add_argument("--smoke", action="store_true", help="latency 0.05 s, 2 requests per slot")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.serve:
+        return serve(args.latency)
     if args.smoke:
         args.latency, args.requests_per_slot = 0.05, 2
-
-    from harness.serve import start_server
 
     print(f"machine: {machine()}")
     cache = temp_dir("bench-endpoint-")
     n_many = args.concurrency * args.requests_per_slot
     n_one = max(4, args.requests_per_slot * 2)
-    with start_server(EchoFakeBackend(), latency_s=args.latency, served_name="echo-fake") as s1, \
-            start_server(EchoFakeBackend(), latency_s=args.latency, served_name="echo-fake") as s2:
+    with ServerProcess(args.latency) as s1, ServerProcess(args.latency) as s2:
         t1, r1 = throughput([s1.url], 1, n_one, cache)
         tn, rn = throughput([s1.url], args.concurrency, n_many, cache)
-        s1.set_faults(None)
-        s2.set_faults(None)  # restart the counts for the spreading check
+        s1.ask("reset")
+        s2.ask("reset")  # restart the counts for the spreading check
         t2, r2 = throughput([s1.url, s2.url], args.concurrency, n_many, cache)
-        spread = (len(s1.requests_seen), len(s2.requests_seen))
-        peak = max(s1.max_in_flight, s2.max_in_flight)
+        (seen1, peak1), (seen2, peak2) = (map(int, s.ask("stats").split()) for s in (s1, s2))
+    spread, peak = (seen1, seen2), max(peak1, peak2)
     print(f"server latency {args.latency:.3f}s per request (ideal: {1 / args.latency:.1f} req/s per request in flight)")
     print(f"concurrency 1: {n_one} requests in {t1:.2f}s = {r1:.2f} req/s")
     print(f"concurrency {args.concurrency}: {n_many} requests in {tn:.2f}s = {rn:.2f} req/s")
