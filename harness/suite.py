@@ -47,11 +47,15 @@ class Suite:
                 if name and name not in self.registry.models:
                     problems.append(f"{role} {name!r} is not a registry model")
             problems.extend(self._remote_problems())
+        # The manifest / image folder is checked in the same round, so one run lists every
+        # problem (it needs the registry's tasks, so only a broken registry hides it).
+        self._explicit_items = None
+        if self.registry is not None and self.tasks is not None:
+            self._explicit_items = self._load(problems, self._load_explicit_data)
         if problems:
             raise ConfigError("medvlm-fragility configuration", problems)
         self.variants = list(self.registry.variants.values())
         self.store = ResponseStore(settings.cache_dir / "responses.sqlite")
-        self._explicit_items = self._load_explicit_data()
         self._items: dict[str, list[ImageItem]] = {}
         self.results: dict[tuple[str, str, str], object] = {}  # (stage, model, task) -> table / embeddings
         self.failures: dict[tuple[str, str, str], Exception] = {}
@@ -100,7 +104,7 @@ class Suite:
     def items(self, task: TaskSpec) -> list[ImageItem]:
         """The balanced, seeded sample of a task's images (loaded once per process)."""
         if task.key not in self._items:
-            from .data import sampling, sources
+            from .data import hf_datasets, sampling, sources
 
             s = self.settings
             if self._explicit_items is not None:
@@ -109,7 +113,7 @@ class Suite:
                     raise HarnessError(f"task {task.key!r}: no images in {s.manifest or s.data_root}")
                 chosen = sampling.sample_balanced(pool, s.n_per_class, s.seed)
             elif s.hf_datasets:
-                chosen = sampling.sample_balanced(sources.load_hf_dataset(task), s.n_per_class, s.seed)
+                chosen = sampling.sample_balanced(hf_datasets.load_hf_dataset(task), s.n_per_class, s.seed)
             else:
                 chosen = sources.load_synthetic(task, s.n_per_class, s.seed)
             self._items[task.key] = chosen

@@ -7,12 +7,12 @@ from harness.data.sampling import SamplingWarning, sample_balanced
 from harness.data.sources import (
     IMAGE_EXTENSIONS,
     LazyHashItem,
-    load_hf_dataset,
     load_image_folder,
     load_manifest,
     load_synthetic,
     make_image_id,
 )
+from harness.data.hf_datasets import load_hf_dataset
 from harness.data.synthetic import DIFFICULTY_PARAMS, difficulty_params, generate_image
 
 __all__ = [

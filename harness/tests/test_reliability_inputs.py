@@ -255,6 +255,22 @@ def test_manifest_problems_are_all_listed_before_any_model_is_asked(pytester, tm
     assert not (tmp_path / "cache").exists()  # no store opened, no model built
 
 
+def test_manifest_and_other_problems_are_listed_in_one_round(pytester, tmp_path):
+    """A bad threshold, an unknown model and a bad manifest row: all three in one message."""
+    suite = make_suite_dir(pytester)
+    data = tmp_path / "data"
+    write_image(data / "a.png", "positive", 0)
+    manifest = data / "manifest.csv"
+    manifest.write_text("task,image,label\nbrain_tumor,a.png,maybe\n")
+    (suite.path / "thresholds.toml").write_text("[near_random]\nmin_margin = 7\n")
+    result = suite.runpytest("--collect-only", "-p", "no:cacheprovider", f"--manifest={manifest}",
+                             "--models=no-such-model", f"--cache-dir={tmp_path / 'cache'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = "\n".join(result.errlines + result.outlines)
+    for fragment in ("min_margin", "no-such-model", "unknown label 'maybe'"):
+        assert fragment in text, (fragment, text[-3000:])
+
+
 def test_bad_registry_toml_stops_the_run_before_any_model_is_asked(pytester, tmp_path):
     suite = make_suite_dir(pytester)
     broken = tmp_path / "broken.toml"

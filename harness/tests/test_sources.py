@@ -21,8 +21,8 @@ from PIL import Image
 from harness.core import ConfigError, HarnessError, HFSource, ImageItem, TaskSpec
 from harness.data import sources
 from harness.data.sampling import SamplingWarning, sample_balanced
+from harness.data.hf_datasets import load_hf_dataset
 from harness.data.sources import (
-    load_hf_dataset,
     load_image_folder,
     load_manifest,
     load_synthetic,
