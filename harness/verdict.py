@@ -121,9 +121,15 @@ def verdict_from_replicates(
     description: str,
     details: Optional[dict] = None,
     strict: bool = False,
+    bounds: Optional[tuple[float, float]] = None,
 ) -> Verdict:
-    """Turn a point estimate and its bootstrap replicates into a verdict."""
-    low, high = percentile_bounds(np.asarray(replicates, dtype=float), confidence)
+    """Turn a point estimate and its bootstrap replicates into a verdict.
+
+    The bounds are the replicates' percentile bounds unless a finding computes its own
+    (`bounds`, e.g. the swings' simultaneous bounds); the replicates still give the
+    standard error behind the images-needed hint.
+    """
+    low, high = bounds if bounds is not None else percentile_bounds(np.asarray(replicates, dtype=float), confidence)
     needed = images_needed(point, threshold, np.asarray(replicates, dtype=float), n_images, confidence)
     return Verdict(
         finding=finding,

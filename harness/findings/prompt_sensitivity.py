@@ -1,6 +1,7 @@
 """Finding 3, prompt_sensitivity: do harmless prompt changes move the answers?
 
-- accuracy swing: max − min balanced accuracy over variants (upper bound ≤ limit);
+- accuracy swing: max − min balanced accuracy over variants (upper bound ≤ limit; the
+  bounds are simultaneous bounds over all variant pairs, stats/swing.py);
   Cochran's Q over per-(image, variant) correctness is reported beside it.
 - refusal swing: max − min refusal rate over variants (upper bound ≤ limit).
 - answer invariance, per perturbation family: the flip rate, the share of images whose
@@ -17,26 +18,24 @@ import numpy as np
 from ..core import NotApplicable, PromptVariant, Thresholds
 from ..stats.metrics import grid_balanced_accuracy, grid_rate
 from ..stats.significance import cochrans_q
+from ..stats.swing import swing as swing_of
+from ..stats.swing import swing_bounds
 from ..verdict import Verdict, verdict_from_replicates
 from .grid import Grid, weights_for
 
 
-def _swing(values: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmax(values, axis=-1) - np.nanmin(values, axis=-1)
-
-
 def _swing_verdict(grid, values, thresholds, *, metric, limit, description, details) -> Verdict:
+    """Swing = max − min over variants; bounds from simultaneous pairwise bounds (stats/swing.py)."""
     if len(grid.variants) < 2:
         raise NotApplicable("a swing needs at least two prompt variants")
-    swing = _swing(values)
+    swing = swing_of(values)
     per_variant = [{"variant": v, "value": _r(values[0, j])} for j, v in enumerate(grid.variants)]
     return verdict_from_replicates(
         finding="prompt_sensitivity",
         metric=metric,
         point=float(swing[0]),
         replicates=swing[1:],
+        bounds=swing_bounds(values[0], values[1:], thresholds.confidence, ceiling=1.0),  # rates: at most 1
         threshold=limit,
         direction="le",
         confidence=thresholds.confidence,
