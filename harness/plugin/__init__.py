@@ -17,7 +17,8 @@ from .evidence import EvidencePlugin
 from .gpus import pin_worker_gpu
 from .fixtures import SUBJECT_PARAM, assert_robust, subject  # noqa: F401 - fixtures exported to pytest
 from .options import add_options, settings_from_config
-from .params import parametrize_subjects
+from .params import parametrize_subjects, safe_id
+from .scheduling import make_scheduler
 from .secrets import pytest_metadata, redact_registry_keys  # noqa: F401 - pytest-metadata hook
 from .state import SUITE_KEY
 
@@ -45,6 +46,15 @@ def pytest_configure(config):
     config.stash[SUITE_KEY] = suite
     redact_registry_keys(config, suite.registry)
     config.pluginmanager.register(EvidencePlugin(config, suite), "medvlm-evidence")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadgroup: one model's tests per work unit (scheduling.py says why not xdist's own)."""
+    if config.getvalue("dist") != "loadgroup" or SUITE_KEY not in config.stash:
+        return None
+    suite = config.stash[SUITE_KEY]
+    return make_scheduler(config, log, [safe_id(m.name) for m in suite.models], [safe_id(t.key) for t in suite.tasks])
 
 
 def pytest_generate_tests(metafunc):

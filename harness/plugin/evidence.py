@@ -18,6 +18,7 @@ from ..core import ConfigError
 from ..results import merge_response_parts, unique_input_errors, write_input_errors, write_responses, write_summary
 from ..verdict import FragilityFound
 from .fixtures import backend_factory
+from .prebuild import prebuild_organism
 from .state import VERDICT_KEY
 
 RECORD_PROPERTY = "medvlm_record"
@@ -113,7 +114,16 @@ class EvidencePlugin:
     # -- the fill phase: every needed answer is in the store before any test asserts ------
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
-        if _is_controller(session.config) or session.config.option.collectonly:
+        if session.config.option.collectonly:
+            return None
+        if not _is_worker(session.config):  # serial run or xdist controller: train the organism visibly
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            write = reporter.write_line if reporter is not None else (lambda line: print(line, file=sys.stderr))
+            # the xdist controller collects nothing: it goes by the selected models and their bases
+            needs = stage_needs(session.items, self.suite) or {
+                (name, None): {"closed", "describe"} for m in self.suite.models for name in (m.name, m.base_model) if name}
+            prebuild_organism(self.suite, needs, write)
+        if _is_controller(session.config):
             return None
         if _is_worker(session.config):
             # An xdist worker collects every test but runs only the groups sent to it:

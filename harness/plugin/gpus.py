@@ -1,7 +1,7 @@
 """One GPU per pytest-xdist worker.
 
-`pytest -n N --dist loadgroup` groups each model's tests on one worker (the
-xdist_group mark per model), so a model loads once; pinning worker k to GPU k mod G
+`pytest -n N --dist loadgroup` groups each model's tests on one worker (scheduling.py;
+the xdist_group mark per model says the same to older pytest), so a model loads once; pinning worker k to GPU k mod G
 (CUDA_VISIBLE_DEVICES, set before torch initialises CUDA) spreads models over GPUs.
 A user who sets CUDA_VISIBLE_DEVICES keeps control.
 """

@@ -4,6 +4,7 @@ verdicts and counts as a serial run."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,12 @@ def _summary(tmp_path: Path, name: str, cache: Path, *extra: str) -> tuple[dict,
 
 def test_two_workers_give_the_serial_verdicts(tmp_path):
     serial, serial_out = _summary(tmp_path, "serial", tmp_path / "cache-serial")
-    parallel, out = _summary(tmp_path, "parallel", tmp_path / "cache-parallel", "-n", "2")
+    parallel, out = _summary(tmp_path, "parallel", tmp_path / "cache-parallel", "-n", "2", "-v", "-v")  # -q -v -v: verbose
+    workers: dict = {}  # "[gw1] [ 50%] PASSED tests/...::test_x[organism-llava-med-...]" -> model: workers
+    for worker, model in re.findall(r"\[(gw\d+)\].*?\[(organism-(?:llava|gemma)-med)-", out):
+        workers.setdefault(model, set()).add(worker)
+    assert set(workers) == {"organism-llava-med", "organism-gemma-med"}
+    assert all(len(w) == 1 for w in workers.values()), workers  # each model's tests on one worker
     assert serial and parallel == serial
     assert {outcome for outcome, *_ in serial.values()} >= {"passed", "failed"}  # both kinds of verdict compared
     # the workers' fill counts reach the controller's terminal line (4 models with the bases)
@@ -44,3 +50,17 @@ def test_two_workers_give_the_serial_verdicts(tmp_path):
     assert line in serial_out and line in out, (serial_out[-1000:], out[-1000:])
     checked = "medvlm: batch invariance: 0 of 96 sampled answers change when asked one at a time (4 models)"
     assert checked in serial_out and checked in out, (serial_out[-1000:], out[-1000:])
+
+
+def test_model_scope_groups_a_models_tests_and_nothing_else():
+    from harness.plugin.scheduling import model_scope
+
+    models, tasks = ["organism-llava", "organism-llava-med", "m"], ["brain_tumor", "skin_cancer"]
+    scope = lambda nodeid: model_scope(nodeid, models, tasks)  # noqa: E731
+    assert scope("tests/t.py::test_a[organism-llava-med-brain_tumor]") == "model:organism-llava-med"
+    assert scope("tests/t.py::test_b[organism-llava-med-skin_cancer-polarity]") == "model:organism-llava-med"
+    assert scope("tests/t.py::test_a[organism-llava-brain_tumor]") == "model:organism-llava"
+    assert scope("tests/t.py::test_a[m-skin_cancer]") == "model:m"
+    assert scope("harness/tests/test_x.py::test_y[3]") == "harness/tests/test_x.py::test_y[3]"
+    assert scope("tests/t.py::test_a[m-other_task]") == "tests/t.py::test_a[m-other_task]"
+    assert scope("tests/t.py::test_a[x-brain_tumor]@legacy") == "legacy"  # xdist's own suffix, where it works

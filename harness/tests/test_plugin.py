@@ -168,3 +168,32 @@ def test_unknown_model_is_a_clear_usage_error(suite_dir):
     result = suite_dir.runpytest("--collect-only", "--models", "no-such-model")
     assert result.ret != 0
     assert "no-such-model" in "\n".join(result.errlines + result.outlines)
+
+
+def test_a_missing_organism_is_trained_visibly_before_the_fill(suite_dir, built_cache, tmp_path, monkeypatch):
+    """The first run that needs the organism trains it with its stages on the terminal, once;
+    a run that needs nothing from it (no organism model, no descriptions) never trains it."""
+    from harness.organism import build as organism_build
+
+    calls: list = []
+
+    def fake_train(cfg, out, log):  # FAKE training: writes the folders a build contains, logs a stage
+        calls.append(out)
+        log("  llava vision: 600 steps in 10 s")
+        for name in organism_build.NAMES:
+            (out / name).mkdir(parents=True)
+            (out / name / "config.json").write_text("{}")
+        return {"timings": {}, "parameters": {}}
+
+    monkeypatch.setenv("MEDVLM_ORGANISM_DIR", str(tmp_path / "organism"))
+    monkeypatch.setattr(organism_build, "_train_all", fake_train)
+
+    def near_random(models: str):  # the fake organism cannot answer: its tests error, which is not checked here
+        return suite_dir.runpytest(f"--models={models}", "--tasks=brain_tumor", "--n-per-class=2", "-m", "near_random",
+                                   f"--cache-dir={tmp_path / 'cache'}", "-p", "no:cacheprovider")
+
+    near_random("organism-llava-base").stdout.fnmatch_lines(
+        ["*medvlm: training the model organism into*", "*medvlm organism: llava vision*"])
+    assert "training the model organism" not in near_random("organism-llava-base").stdout.str() and len(calls) == 1
+    monkeypatch.setenv("MEDVLM_ORGANISM_DIR", str(tmp_path / "elsewhere"))  # not built there
+    assert "training the model organism" not in near_random(MODEL).stdout.str() and len(calls) == 1
