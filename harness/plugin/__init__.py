@@ -27,6 +27,24 @@ def pytest_addoption(parser):
     add_options(parser)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Plain `pytest` (paths from testpaths: the behaviour suite) writes its outputs by default.
+
+    report.html (self-contained) and results/ (summary.json, responses.csv), unless
+    given; runs on explicit paths (e.g. `pytest harness/tests`) and --collect-only are
+    left alone. Runs before any pytest_configure, so pytest-html sees the path.
+    """
+    if config.args_source != pytest.Config.ArgsSource.TESTPATHS or config.option.collectonly:
+        return None
+    if config.getoption("--results-dir") is None:
+        config.option.results_dir = "results"
+    if config.pluginmanager.hasplugin("html") and not config.getoption("htmlpath", None):
+        config.option.htmlpath = "report.html"
+        config.option.self_contained_html = True
+    return None
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "finding(key, check=...): the finding a behaviour test checks and its CheckList type")

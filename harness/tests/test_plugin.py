@@ -197,3 +197,16 @@ def test_a_missing_organism_is_trained_visibly_before_the_fill(suite_dir, built_
     assert "training the model organism" not in near_random("organism-llava-base").stdout.str() and len(calls) == 1
     monkeypatch.setenv("MEDVLM_ORGANISM_DIR", str(tmp_path / "elsewhere"))  # not built there
     assert "training the model organism" not in near_random(MODEL).stdout.str() and len(calls) == 1
+
+
+def test_plain_pytest_writes_the_report_and_results_by_default(suite_dir, built_cache):
+    """Paths from testpaths (plain `pytest`, `pytest -m task`): report.html and results/ appear;
+    explicit paths (e.g. `pytest harness/tests`) write nothing unasked."""
+    suite_dir.makeini("[pytest]\ntestpaths = .\n")
+    cache = prefill(built_cache, robust)
+    run(suite_dir, cache).assert_outcomes(passed=7)
+    assert (suite_dir.path / "report.html").is_file() and (suite_dir.path / "results" / "summary.json").is_file()
+    (suite_dir.path / "report.html").unlink()
+    shutil.rmtree(suite_dir.path / "results")
+    run(suite_dir, cache, str(suite_dir.path)).assert_outcomes(passed=7)
+    assert not (suite_dir.path / "report.html").exists() and not (suite_dir.path / "results").exists()
