@@ -27,18 +27,14 @@ from harness.backends import make_backend, tiny
 from harness.backends.hf_batch import ImageFeatureCache, _concatenate, kv_bytes_per_token, rows_that_fit
 from harness.batch_invariance import check_batch_invariance, check_model
 from harness.config.registry import load_registry
-from harness.core import GenerationRequest, ModelSpec
+from harness.core import GenerationRequest
 from harness.data.sources import load_synthetic
 from harness.runner import BackendHandle, fill_closed_form
 from harness.store import ResponseStore
+from harness.tests.test_hf_backend import spec
 
 REPO = Path(__file__).resolve().parents[2]
-BUILTINS = {"llava": "tiny-llava", "llava_next": "tiny-llava-next", "gemma3": "tiny-gemma3"}
 PROMPTS = ["Is it normal?", "A or B?", "Is there a tumor in this brain MRI image? Answer yes or no.", "Describe it."]
-
-
-def spec(family: str, **kw) -> ModelSpec:
-    return ModelSpec(name=BUILTINS[family], backend="hf", model="builtin:" + BUILTINS[family], **kw)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +56,14 @@ def images() -> dict:
     sizes = {"square": (32, 32), "wide": (40, 64), "tall": (70, 50), "big": (300, 200)}
     rng = np.random.RandomState(1)
     return {k: Image.fromarray(rng.randint(0, 256, (h, w, 3), dtype=np.uint8), "RGB") for k, (h, w) in sizes.items()}
+
+
+def cold_backend(backends: dict, family: str):
+    """The family's loaded backend with an empty per-image cache."""
+    b = backends[family]
+    b.load()
+    b._image_cache.clear()
+    return b
 
 
 def grid_requests(images: dict, max_new_tokens: int = 5) -> list[GenerationRequest]:
@@ -87,10 +91,7 @@ class CountingImageProcessor:
 
 @pytest.mark.parametrize("family", tiny.TINY_FAMILIES)
 def test_cached_inputs_equal_the_uncached_inputs(backends, images, family):
-    b = backends[family]
-    reqs = grid_requests(images)
-    b.load()
-    b._image_cache.clear()
+    b, reqs = cold_backend(backends, family), grid_requests(images)
     plain, cached = b._encode(reqs, images, use_cache=False), b._encode(reqs, images)
     assert sorted(plain) == sorted(cached)
     for name in plain:
@@ -99,10 +100,7 @@ def test_cached_inputs_equal_the_uncached_inputs(backends, images, family):
 
 @pytest.mark.parametrize("family", tiny.TINY_FAMILIES)
 def test_cached_answers_equal_the_uncached_answers(backends, images, family):
-    b = backends[family]
-    reqs = grid_requests(images)
-    b.load()
-    b._image_cache.clear()
+    b, reqs = cold_backend(backends, family), grid_requests(images)
     cached = [r.text for r in b.generate(reqs, images)]
     saved, b._image_cache = b._image_cache, None  # the uncached path: the processor preprocesses every row
     try:
