@@ -6,7 +6,8 @@ The study's grid: 4 models (llava-v1.6-mistral-7b, llava-med-v1.5-mistral-7b,
 gemma-3-4b-it, medgemma-4b-it: the registry's real entries, whose store identities are
 computed without downloading anything) x 4 tasks x 100 images x 12 prompts = 19,200
 closed-form answers, 3,200 descriptions (2 describe prompts) and 9,600 diagnoser
-answers (3 templates), 1,600 vision-encoder embeddings, and the batch-invariance
+answers (3 templates), 9,600 vision-encoder embeddings (the probe's 300 images per
+class, a superset of the 50 asked about), and the batch-invariance
 check's one-at-a-time answers, written into a fresh store under exactly the keys the
 suite computes. The texts and vectors are BENCHMARK DATA: plausible, deterministic
 ("Yes."/"No."/"A"/"B", an occasional refusal, short descriptions, {"answer": "yes"}),
@@ -70,12 +71,20 @@ def prefill(cache, models_file, n_per_class: int, models: list[str], task_keys: 
     store = ResponseStore(cache / "responses.sqlite")
     tasks = [registry.tasks[k] for k in (task_keys or list(registry.tasks))]
     items = {t.key: load_synthetic(t, n_per_class, 42) for t in tasks}
+    # the probe embeds more images than are asked about (a superset: the same first images)
+    probe_items = {t.key: load_synthetic(t, max(n_per_class, emb["images_per_class"]), 42) for t in tasks}
     variants = list(registry.variants.values())
     describe = list(registry.describe_prompts.values())
     templates = list(registry.diagnoser_templates.values())
     diag_identity = model_identity(registry.models[DIAGNOSER], cache)
     diag_settings = {"max_new_tokens": 16, "do_sample": False, "schema": DIAGNOSIS_SCHEMA, "version": DIAGNOSE_VERSION}
-    counts = {"closed": 0, "describe": 0, "diagnose": 0, "embed": 0, "closed_batch1": 0}
+    counts = {"closed": 0, "describe": 0, "diagnose": 0, "embed": 0, "closed_batch1": 0, "image_sha": 0}
+    from harness.data.sources import synthetic_hash_key
+
+    for task in tasks:  # the generated images' pixel hashes, as a filled store holds them
+        counts["image_sha"] += store.put_many(
+            {"key": synthetic_hash_key(item), "stage": "image_sha", "model": "synthetic", "task": task.key,
+             "image_id": item.image_id, "variant": None, "text": item.sha256} for item in probe_items[task.key])
     for name in models:
         spec = registry.models[name]
         identity = model_identity(spec, cache)
@@ -92,7 +101,7 @@ def prefill(cache, models_file, n_per_class: int, models: list[str], task_keys: 
                     text = REFUSAL if rng.rand() < 0.03 else closed_answer(variant, item.label, correct)
                     rows.append({"key": closed_form_key(identity, variant.render(task), item, max_new), "stage": "closed",
                                  "model": name, "task": task.key, "image_id": item.image_id, "variant": variant.key,
-                                 "text": text})
+                                 "text": text, "truncated": False})  # every answer ended on its own
                 for prompt in describe:
                     sees = (item.label == "positive") == (rng.rand() < acc + 0.05)
                     where = f"{rng.uniform(2, 40):.1f} mm area in the {rng.choice(QUADRANTS)} region"
@@ -111,6 +120,8 @@ def prefill(cache, models_file, n_per_class: int, models: list[str], task_keys: 
                         rows.append({"key": key, "stage": "diagnose", "model": DIAGNOSER, "task": task.key,
                                      "image_id": item.image_id, "variant": f"{prompt.key}/{template.key}",
                                      "text": f'{{"answer": "{answer}"}}'})
+
+            for item in probe_items[task.key]:
                 signal = (1.0 if item.label == "positive" else -1.0) * 2.0 * (acc - 0.45)
                 vec = rng.normal(size=32).astype(np.float32)
                 vec[:4] += signal
@@ -137,6 +148,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-per-class", type=int, default=50)
     ap.add_argument("--html", action="store_true", help="also write the pytest-html report (t-SNE plots included)")
     ap.add_argument("--smoke", action="store_true", help="one model, one task, 4 images per class")
+    ap.add_argument("--profile", default=None, help="write a cProfile of the suite run to this file")
     args = ap.parse_args(argv)
     models, task_keys = STUDY_MODELS, None
     if args.smoke:
@@ -160,6 +172,8 @@ def main(argv=None) -> int:
         cmd.append(f"--tasks={','.join(task_keys)}")
     if args.html:
         cmd += [f"--html={work / 'report.html'}", "--self-contained-html"]
+    if args.profile:
+        cmd = cmd[:1] + ["-m", "cProfile", "-o", str(args.profile)] + cmd[1:]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # a model load would fail at once, not retry the network
     with Timer() as run:
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)

@@ -22,7 +22,7 @@ HEADER = """\
 # A test listed here is a strict xfail: it must keep failing, or the run turns red.
 """
 
-_FIELDS = ("finding", "metric", "value", "ci_low", "ci_high", "threshold", "reason")
+_FIELDS = ("finding", "metric", "value", "ci_low", "ci_high", "threshold", "label", "reason")
 
 
 def load_baseline(path: Path) -> dict[str, dict]:

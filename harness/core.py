@@ -25,6 +25,9 @@ FINDINGS: tuple[str, ...] = (
     "embedding_separability",
 )
 PERTURBATION_FAMILIES: tuple[str, ...] = ("option_order", "answer_format", "polarity", "clinical_hint")
+# Families that add information rather than reword: judged by direction ("must not hurt"),
+# not by invariance (a hint that helps is no fragility).
+DIRECTIONAL_FAMILIES: frozenset[str] = frozenset({"clinical_hint"})
 
 # Bumped whenever the way a prompt reaches a model changes: part of every cache key.
 PROTOCOL_VERSION = 1
@@ -62,6 +65,9 @@ class ModelSpec:
     trust_remote_code: bool = False
     dtype: Optional[str] = None  # None: bf16 on GPU, fp32 on CPU
     max_new_tokens: Optional[int] = None  # overrides the closed-form default
+    # ask an answer cut off at the token cap again with a larger budget (SPEC §3); off only
+    # for test models with random weights, whose every answer is cut-off noise
+    reask: bool = True
     batch_size: Optional[int] = None
     tags: tuple[str, ...] = ()
     # "openai" backend: requests in flight, per-request timeout, retries of 429/5xx/timeouts
@@ -178,12 +184,28 @@ class GenerationRequest:
 
 @dataclass
 class GenerationResult:
+    """What a backend returned for one request.
+
+    `error` set: the backend failed (timeout, HTTP error, OOM): excluded, counted, never
+    cached. No error and no text: the call succeeded and the model wrote nothing, which
+    is the model's behaviour, scored as a refusal (SPEC §3), not stored.
+    `truncated`: generation stopped at the request's token cap rather than on its own
+    (HF: no end-of-sequence token within `max_new_tokens`; OpenAI: `finish_reason` is
+    "length"). The runner asks such an answer again with a larger budget when it does not
+    parse (SPEC §3: the cap is never silently a refusal).
+    """
+
     text: Optional[str]
     error: Optional[str] = None
+    truncated: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None and self.text is not None and self.text.strip() != ""
+
+    @property
+    def empty(self) -> bool:
+        return self.error is None and not (self.text or "").strip()
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -206,12 +228,14 @@ class Thresholds:
     bootstrap_replicates: int = 2000
     seed: int = 12345
     max_error_rate: float = 0.05
+    inconclusive: str = "fail"
     near_random: dict = field(default_factory=lambda: {"min_margin": 0.10, "aggregate": "mean"})
     finetune_gain: dict = field(
         default_factory=lambda: {"min_gain": 0.0, "ceiling": 0.95, "noninferiority_margin": 0.02}
     )
     prompt_sensitivity: dict = field(
-        default_factory=lambda: {"max_accuracy_swing": 0.10, "max_refusal_swing": 0.10, "max_flip_rate": 0.10}
+        default_factory=lambda: {"max_true_accuracy_swing": 0.10, "max_true_refusal_swing": 0.10,
+                                 "max_flip_rate": 0.10, "max_hint_harm": 0.05}
     )
     description_recovery: dict = field(default_factory=lambda: {"max_latent_gap": 0.10})
     embedding_separability: dict = field(
@@ -221,8 +245,12 @@ class Thresholds:
             "layer": -1,
             "pooling": "mean",
             "folds": 5,
+            "images_per_class": 300,
+            "probe_replicates": 400,
+            "components": 32,
         }
     )
     generation: dict = field(
-        default_factory=lambda: {"max_new_tokens": 8, "describe_max_new_tokens": 96, "batch_size": 16}
+        default_factory=lambda: {"max_new_tokens": 8, "reask_max_new_tokens": 64, "last_reask_max_new_tokens": 256,
+                                 "describe_max_new_tokens": 96, "batch_size": 16}
     )

@@ -90,8 +90,10 @@ def fill_descriptions(handle: BackendHandle, identity: dict, task: TaskSpec, ite
                 results[(c[0].image_id, c[1])] = ("text", out.text)
                 rows.append({"key": c[3], "stage": "describe", "model": handle.spec.name, "task": task.key,
                              "image_id": c[0].image_id, "variant": c[1], "text": out.text})
+            elif out.empty:  # described nothing: no information for the diagnoser (a refusal), not stored
+                results[(c[0].image_id, c[1])] = ("text", "")
             else:
-                results[(c[0].image_id, c[1])] = ("error", out.error or "empty response")
+                results[(c[0].image_id, c[1])] = ("error", out.error)
         store.put_many(rows)
     return results
 
@@ -108,6 +110,9 @@ def fill_diagnoses(handle: BackendHandle, identity: dict, task: TaskSpec, descri
             if kind == "error":
                 cells.append((image_id, variant, None, None, text))
                 continue
+            if not text.strip():
+                cells.append((image_id, variant, None, None, None))  # an empty description: nothing to read
+                continue
             prompt = diagnoser_prompt(template, task, text)
             key = cache_key(identity, stage="diagnose", prompt=DIAGNOSER_SYSTEM + "\n\n" + prompt,
                             image_sha=None, settings=settings)
@@ -117,6 +122,8 @@ def fill_diagnoses(handle: BackendHandle, identity: dict, task: TaskSpec, descri
     for image_id, variant, prompt, key, error in cells:
         if error is not None:
             results[(image_id, variant)] = ("error", f"description failed: {error}")
+        elif key is None:
+            results[(image_id, variant)] = ("text", "")  # parsed as refused: the description was empty
         elif key in stored:
             results[(image_id, variant)] = ("text", stored[key])
     missing = [c for c in cells if c[3] and c[3] not in stored]
@@ -139,8 +146,10 @@ def _diagnose_missing(handle, task, missing, store, results, max_new_tokens) -> 
             results[(c[0], c[1])] = ("text", out.text)
             rows.append({"key": c[3], "stage": "diagnose", "model": handle.spec.name, "task": task.key,
                          "image_id": c[0], "variant": c[1], "text": out.text})
+        elif out.empty:
+            results[(c[0], c[1])] = ("text", "")  # the diagnoser said nothing: refused
         else:
-            results[(c[0], c[1])] = ("error", out.error or "empty response")
+            results[(c[0], c[1])] = ("error", out.error)
     store.put_many(rows)
 
 

@@ -63,7 +63,7 @@ class Filler:
             return
         try:
             task = self.suite.task(task_key)
-            items = self.suite.items(task)
+            items = self.suite.probe_items(task) if stage == "embed" else self.suite.items(task)
             runner = {"closed": self._closed, "describe": self._describe, "embed": self._embed}[stage]
             self.suite.results[key] = runner(handle, identity, task, items)
         except (HarnessError, NotApplicable) as exc:
@@ -89,7 +89,9 @@ class Filler:
         max_new = handle.spec.max_new_tokens or gen["max_new_tokens"]
         results, stats = fill_closed_form(
             handle, identity, task, items, suite.variants, suite.store,
-            max_new_tokens=max_new, chunk_size=max(gen["batch_size"] * 4, 16), progress=self.progress,
+            max_new_tokens=max_new,
+            reask_budgets=(gen["reask_max_new_tokens"], gen["last_reask_max_new_tokens"]) if handle.spec.reask else (),
+            parse=parse_answer, chunk_size=max(gen["batch_size"] * 4, 16), progress=self.progress,
         )
         suite.fill_stats[(handle.spec.name, task.key)] = stats
         judged = None
@@ -98,7 +100,8 @@ class Filler:
             if cells:
                 judge, judge_identity = self._helper("judge", suite.settings.judge)
                 judged = judge_unclassified(judge, judge_identity, task, cells, suite.store)
-        return build_table(handle.spec.name, task, items, suite.variants, results, parse_answer, judged)
+        return build_table(handle.spec.name, task, items, suite.variants, results, parse_answer, judged,
+                           truncation=stats.truncation)
 
     def _describe(self, handle, identity, task, items):
         suite = self.suite

@@ -1,151 +1,96 @@
 """Deterministic mapping of a model's free-text answer to an outcome.
 
 Why a parser and not only an LLM judge: the study sent every response to a judge, one
-call at a time. Almost every closed-form answer is "Yes", "No", "B" or a class name,
-which a few rules classify exactly, reproducibly and for free; only what the rules
-cannot classify is worth a judge call (SPEC §6 --judge).
+call at a time. Most closed-form answers are "Yes", "No", "B", a class name or a short
+sentence, which a few rules classify exactly, reproducibly and for free; only what the
+rules cannot classify is worth a judge call (SPEC §6 --judge).
 
-The parser is deliberately conservative. Turning an unclear answer into a label would
-invent findings (a polarity flip that the model never made); turning it into
-"refused" only costs the model accuracy, which is what the study does with ambiguous
-answers too (SPEC §3: refusal, hedging, both answers or no parsable answer).
+Why these rules: they are measured on real answers of LLaVA, LLaVA-Med v1.0/v1.5,
+MedGemma and CheXagent (fixtures/answers, `python -m harness.parsing_eval`), and they
+read them as a careful person does. A wrong label invents a finding the model never
+reported, so the parser stays conservative: what it cannot read with confidence is
+"refused" (SPEC §3), never a guess.
 
-Decisions on ambiguous cases (the tests in harness/tests/test_parsing.py pin them):
+How an answer is read (yes/no questions):
 
-- Any hedge anywhere wins: "Yes, but not certain", "No. Please consult a radiologist"
-  and "Possibly malignant" are refused. The same rule holds wherever the hedge sits, so
-  a trailing disclaimer cannot make an answer count.
-- "probably" and "likely" are not hedges (they commit to an answer); "possibly",
-  "maybe", "may", "might", "could be", "could not" are ("I could see a mass" is not).
-- An answer word counts when it opens the answer ("Yes, there is a lesion") or stands
-  on its own between punctuation ("Based on the image, yes."). Answer words used
-  inside a sentence ("there is no tumor") are not answers. Two different answers that
-  count ("Yes... no", "yes/no") give None.
+1. The answer is normalized (case, markdown, quotes), echoes of the answer instruction
+   ("Please choose from the following two options: [yes, no]") and lead-ins ("Answer:",
+   "Human:", "Assistant:") are dropped, and it is split into sentences.
+2. Answer words. An explicit verdict ("Therefore, the answer is **no**.", "So the answer
+   is yes.") decides, wherever it stands: it is the model's last word. Otherwise the
+   answer word that opens a sentence ("Yes, there is ...", "No.") or stands alone
+   between punctuation ("Based on the image, **no**, ...") is the answer. Both words
+   ("Yes... no", "yes or no") give no answer.
+3. Hedges are judged where they matter. Any hedge (possibly, may, might, could be,
+   suggestive of, consult ...) in the sentence that gives the answer withdraws it:
+   "Yes, ..., which could be a renal cyst" is refused. Outside that sentence a soft hedge
+   only explains ("Yes, there is a mass. This could indicate ...") and the answer stands.
+   Doubt about the answer itself ("difficult to definitively determine", "cannot
+   determine", "not sure", "I'm sorry") refuses wherever it stands, unless an explicit
+   verdict comes after it: MedGemma's "It is difficult to definitively determine ...
+   Therefore, the answer is no." commits to no.
+4. Statements, when no answer word is given. A first clause that is exactly a class name
+   ("Pneumonia.", "No tumor") is that class. A denied finding ("There is no evidence of
+   an aortic aneurysm", "there are no obvious signs of pneumonia", "cardiomegaly is not
+   apparent", "shows no abnormality") is the negative class; a finding stated as present
+   ("The liver shows an enhancing mass") is the positive class; "appears normal /
+   unremarkable / healthy" said of the whole study (or of the organ the task names) is
+   the negative class. These map to labels directly, so they read the same whatever the
+   question's polarity. Only plain assertions count: questions, requests ("Please
+   evaluate ..."), hedged sentences and sentences about what a finding would look like
+   ("... no opacity that would suggest pneumonia") are not read. A negation reaches a
+   name through "or" and commas ("no pneumothorax, effusion, or pneumonia") but not
+   through "and" ("no hemorrhage and a tumor is present": unclear, so refused). All the
+   sentences that speak of the finding must agree, or the answer is refused. For a
+   question about abnormality or normality (the variant's template says "normal"), a
+   denial is refused when another sentence reports a finding ("No tumor is seen. There
+   is a large effusion."); so is "appears normal" in any question.
+5. A yes/no word and a class statement that disagree give "refused" ("Tumor? No.").
+
+Choice questions: an option letter asserted by form ("B", "(B)", "Option B", "the answer
+is B") or an option text stated as the answer; the longer option text wins when one
+contains the other ("no tumor" vs "tumor"); "A or B" and both texts give no answer. Doubt
+anywhere, or any hedge in the sentence that carries the pick, refuses.
+
+Decisions pinned by harness/tests/test_parsing.py:
+
+- "probably" and "likely" commit to an answer; "appears to be" commits too ("Yes, there
+  appears to be a mass" is yes): it is how radiology reports state findings.
 - A leading "no" directly followed by a noun ("No tumor", "No abnormality") is a
-  determiner, not an answer: "No abnormality" to "Is this image normal?" means yes.
-  parse_yes_no gives None; parse_answer still maps "No tumor" / "No pneumonia" through
-  the class names.
+  determiner, not an answer word: parse_yes_no gives None; parse_answer reads it as a
+  denied finding.
 - "yes", "yeah", "yep", "yup" mean yes; "no", "nope", "nah" mean no. A single "y" or
   "n", "none", "nodule", "know", "yesterday" mean nothing. "positive"/"negative" are
   not read as yes/no: for "Is this image normal?" they are ambiguous.
-- A bare "a" followed by a word is the article ("A tumor is visible"), not option A;
-  "A", "A.", "(A)", "A)", "Option A" are the letter. "B" is the letter wherever it
-  opens the answer. "A or B", "A and B", "A/B" give None.
-- Option texts that contain each other ("no tumor" / "tumor") are matched longest
-  first, so "no tumor" never counts as a mention of "tumor".
+- A bare "a" followed by a word is the article ("A tumor is visible"), not option A.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Iterable, Optional
 
 from .core import PromptVariant, TaskSpec
+from .parsing_rules import (ABNORMALITY_WORDS, AFFIRMED_AFTER_RE, ARTICLE_RE, BOTH_LETTERS_RE, CLAUSE_SPLIT_RE,
+                            CLAUSE_STARTERS, CONDITIONAL_RE, COORDINATORS, FILLER_RE, FINDING_NOUNS,
+                            GENERIC_NORMAL_NAMES, GLOBAL_SUBJECTS, LETTER_FOLLOWERS, LETTER_RE, LIST_MARKS,
+                            MENTION_NEGATORS, NEGATION_BREAKERS, NEGATION_WINDOW, NEGATORS, NORMAL_STATEMENT_RE,
+                            POST_NEGATION_RE, TRAILING_RE, VERDICT_RE, WORD_RE, hedged, is_word, name_pattern,
+                            normalize, sentences, strip_prefix, strong_hedged, tokens, yes_no_word)
 
-PARSER_VERSION = 1
+PARSER_VERSION = 2
 
-_YES = frozenset({"yes", "yeah", "yep", "yup"})
-_NO = frozenset({"no", "nope", "nah"})
-
-# Words that may follow a leading "no" when it is the answer ("No there is none"),
-# as opposed to a determiner ("No tumor").
-_CLAUSE_STARTERS = frozenset(
-    "there it it's its this that the i i'm we these they those he she image scan".split()
-)
-
-_HEDGE_PATTERNS = (
-    r"can ?not", r"can'?t", r"could(?:n'?t| not| be| also| indicate| represent| suggest)",
-    r"unable to", r"not able to",
-    r"impossible to", r"not possible", r"not sure", r"unsure", r"uncertain\w*",
-    r"not certain", r"not clear", r"unclear", r"inconclusive", r"indeterminate",
-    r"(?:difficult|hard) to (?:say|tell|determine|assess|know|judge)",
-    r"(?:don'?t|do not|does not|doesn'?t) know", r"as an ai", r"language model",
-    r"not a (?:doctor|physician|radiologist)", r"sorry", r"apologi[sz]e\w*",
-    r"consult\w*", r"seek", r"medical advice",
-    r"(?:healthcare|medical|qualified) (?:professional|provider)\w*",
-    r"possibl[ey]", r"perhaps", r"maybe", r"may", r"might", r"neither",
-    r"yes and no", r"yes or no", r"no or yes", r"insufficient", r"not enough",
-)
-_HEDGE_RE = re.compile(r"(?<![\w'])(?:" + "|".join(_HEDGE_PATTERNS) + r")(?![\w'])")
-
-# Lead-ins that carry no answer: "Answer:", "The final answer is", "Assistant:".
-_PREFIX_RE = re.compile(
-    r"^[\s\W]*?(?:(?:(?:the|my)\s+)?(?:final\s+|correct\s+|short\s+)?"
-    r"(?:answer|option|choice|response|reply|output|prediction|diagnosis)(?![\w'])(?:\s+is)?\s*[:=\-]?"
-    r"|(?:assistant|model)\s*:)\s*"
-)
-# Lead-ins before a class or option name: "It is benign", "The image shows a tumor".
-_FILLER_RE = re.compile(
-    r"^(?:(?:it|this|that)(?:\s+is|'s)|(?:the\s+)?(?:image|scan|lesion|tissue)\s+(?:is|shows)"
-    r"|i\s+(?:choose|pick|select)|there\s+(?:is|are))\s+"
-)
-_ARTICLE_RE = re.compile(r"^(?:(?:a|an|the)\s+)+")
-# Words after a class name that keep it the whole answer: "Pneumonia detected."
-_TRAILING_RE = re.compile(r"\s+(?:is\s+)?(?:present|detected|seen|visible|identified|noted)$")
-_LETTER_RE = re.compile(
-    r"\(\s*([ab])\s*\)|\[\s*([ab])\s*\]|(?<![\w'(\[])([ab])\)"
-    r"|(?<![\w'])(?:option|choice|letter|choose|select|pick)\s*:?\s*\(?([ab])(?![\w'])"
-)
-_BOTH_LETTERS_RE = re.compile(r"(?<![\w'])\(?[ab]\)?\s*(?:and|or|&|/|,)\s*\(?[ab]\)?(?![\w'])")
-_CLAUSE_SPLIT_RE = re.compile(r"[.,;:!?()\[\]{}/\n|]|\s-+\s|\s*—\s*")
-_TOKEN_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[^\w\s]")
-_NEGATORS = frozenset(
-    "not isn't isnt no without than nor neither exclude excluded excludes ruled absence".split()
-)
-_NEGATION_WINDOW = 4
-# Words that follow a letter but never the article: "A is correct", "B would fit".
-_LETTER_FOLLOWERS = frozenset("is was would seems appears fits matches".split())
-
-
-def _normalize(text: object) -> str:
-    """Casefold and strip decoration (markdown, quotes, odd spacing) that carries no answer."""
-    if not isinstance(text, str):
-        return ""
-    s = unicodedata.normalize("NFKC", text).casefold()
-    s = s.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
-    s = re.sub(r"[*_~#>\"\u201c\u201d]", " ", s)
-    s = re.sub(r"(?<![^\W_])'|'(?![^\W_])", " ", s)  # quotes, keeping "don't"
-    return re.sub(r"\s+", " ", s).strip()
-
-
-def _strip_prefix(s: str) -> str:
-    """Drop answer lead-ins ("Answer:", "The answer is") so the real answer leads."""
-    while True:
-        m = _PREFIX_RE.match(s)
-        if not m or m.end() == 0:  # every lead-in holds a word, so the loop always shrinks s
-            return s
-        s = s[m.end():]
-
-
-def _hedged(s: str) -> bool:
-    return _HEDGE_RE.search(s) is not None
-
-
-def _tokens(s: str) -> list[str]:
-    return _TOKEN_RE.findall(s)
-
-
-def _is_word(tok: Optional[str]) -> bool:
-    return tok is not None and tok[0].isalnum()
-
-
-def _yes_no_word(tok: Optional[str]) -> Optional[str]:
-    if tok in _YES:
-        return "yes"
-    if tok in _NO:
-        return "no"
-    return None
+# ---------------------------------------------------------------- yes / no words
 
 
 def _lead_yes_no(toks: list[str]) -> Optional[str]:
-    """The answer word that opens the text, unless it is a determiner "no" ("No tumor")."""
-    i = next((i for i, t in enumerate(toks) if _is_word(t)), None)
+    """The answer word that opens a sentence, unless it is a determiner "no" ("No tumor")."""
+    i = next((i for i, t in enumerate(toks) if is_word(t)), None)
     if i is None:
         return None
-    kind = _yes_no_word(toks[i])
+    kind = yes_no_word(toks[i])
     nxt = toks[i + 1] if i + 1 < len(toks) else None
-    if kind == "no" and _is_word(nxt) and nxt not in _CLAUSE_STARTERS and not _yes_no_word(nxt):
+    if kind == "no" and is_word(nxt) and nxt not in CLAUSE_STARTERS and not yes_no_word(nxt):
         return None
     return kind
 
@@ -154,35 +99,65 @@ def _isolated(toks: list[str], i: int) -> bool:
     """True when toks[i] stands alone: bounded by punctuation, the ends or other answer words."""
     prev = toks[i - 1] if i > 0 else None
     nxt = toks[i + 1] if i + 1 < len(toks) else None
-    return (not _is_word(prev) or _yes_no_word(prev) is not None) and (
-        not _is_word(nxt) or _yes_no_word(nxt) is not None
+    return (not is_word(prev) or yes_no_word(prev) is not None) and (
+        not is_word(nxt) or yes_no_word(nxt) is not None
     )
 
 
-def parse_yes_no(text: str) -> Optional[str]:
-    """"yes", "no", or None for a hedge, a refusal, both answers or no answer at all."""
-    s = _normalize(text)
-    if not s or _hedged(s):
-        return None
-    toks = _tokens(_strip_prefix(s))
-    found = {_lead_yes_no(toks)} - {None}
-    for i, tok in enumerate(toks):
-        kind = _yes_no_word(tok)
-        if kind and _isolated(toks, i):
-            found.add(kind)
-    return found.pop() if len(found) == 1 else None
+def _answer_words(sents: list[str]) -> list[tuple[str, int, bool]]:
+    """(yes|no, sentence index, is_verdict) for every answer word; questions carry none."""
+    hits = []
+    for i, sent in enumerate(sents):
+        if sent.endswith("?"):
+            continue
+        for m in VERDICT_RE.finditer(sent):
+            hits.append((m.group(1) or m.group(2), i, True))
+        toks = tokens(sent)
+        lead = _lead_yes_no(toks)
+        if lead:
+            hits.append((lead, i, False))
+        for j, tok in enumerate(toks):
+            kind = yes_no_word(tok)
+            if kind and _isolated(toks, j):
+                hits.append((kind, i, False))
+    return hits
 
+
+def _yes_no(sents: list[str]) -> tuple[Optional[str], bool]:
+    """(answer, whether any answer word was given). The answer is None when the words
+    disagree or are hedged; the flag keeps a withdrawn answer from being re-read as a
+    statement."""
+    hits = _answer_words(sents)
+    if not hits:
+        return None, False
+    if len({kind for kind, _, _ in hits}) > 1:
+        return None, True
+    verdicts = [i for _, i, is_verdict in hits if is_verdict]
+    at = verdicts[-1] if verdicts else hits[0][1]
+    if hedged(sents[at]):
+        return None, True
+    doubts = sents[at + 1:] if verdicts else sents
+    if any(strong_hedged(s) for s in doubts):
+        return None, True
+    return hits[0][0], True
+
+
+def parse_yes_no(text: str) -> Optional[str]:
+    """"yes", "no", or None for a hedge, a refusal, both answers or no answer word at all."""
+    s = normalize(text)
+    return _yes_no(sentences(s))[0] if s else None
+
+
+# ---------------------------------------------------------------- option choice
 
 def _clauses(s: str) -> list[str]:
-    return [c.strip() for c in _CLAUSE_SPLIT_RE.split(s) if c.strip()]
+    return [c.strip() for c in CLAUSE_SPLIT_RE.split(s) if c.strip()]
 
 
 def _bare(clause: str) -> str:
     """A clause without filler, articles and "detected"-style tails, for exact name matches."""
-    clause = _strip_prefix(clause)
-    clause = _FILLER_RE.sub("", clause)
-    clause = _ARTICLE_RE.sub("", clause)
-    return _TRAILING_RE.sub("", clause).strip()
+    clause = ARTICLE_RE.sub("", FILLER_RE.sub("", strip_prefix(clause)))
+    return TRAILING_RE.sub("", clause).strip()
 
 
 def _starts_with(s: str, name: str) -> bool:
@@ -194,48 +169,31 @@ def _by_length(names: dict[str, str]) -> list[tuple[str, str]]:
     return sorted(((k, n) for k, n in names.items() if n), key=lambda kn: -len(kn[1]))
 
 
-def _lead_name(body: str, names: dict[str, str]) -> Optional[str]:
-    """The key of the name the answer opens with ("Benign, smooth borders" -> benign)."""
-    head = _ARTICLE_RE.sub("", _FILLER_RE.sub("", body.lstrip(" ([{-'\"")))
-    for key, name in _by_length(names):
-        if _starts_with(head, name):
-            return key
-    return None
-
-
-def _isolated_names(body: str, names: dict[str, str]) -> set[str]:
-    """Keys of names that form a whole clause ("..., malignant.")."""
-    found = set()
-    for clause in _clauses(body):
-        bare = _bare(clause)
-        found |= {key for key, name in names.items() if name and bare == name}
-    return found
-
-
-def _mentions(body: str, names: dict[str, str]) -> set[str]:
-    """Keys of names mentioned anywhere and not negated, longest names masked first."""
-    found, masked = set(), body
-    for key, name in _by_length(names):
-        pattern = re.compile(r"(?<![\w'-])" + re.escape(name) + r"(?![\w'-])")
-        for m in pattern.finditer(masked):
-            before = _tokens(masked[: m.start()])[-_NEGATION_WINDOW:]
-            if not _NEGATORS.intersection(before):
-                found.add(key)
-        masked = pattern.sub(lambda m: "\x00" * len(m.group(0)), masked)
-    return found
-
-
-def _letters(body: str) -> set[str]:
-    """Option letters asserted by form: "(B)", "B)", "Option B", a bare "B." or a leading "B"."""
-    found = {next(g for g in m.groups() if g) for m in _LETTER_RE.finditer(body)}
+def _picks(body: str, names: dict[str, str]) -> set[str]:
+    """Options asserted: letters by form, a name forming a whole clause or opening the
+    answer; failing those, names mentioned and not negated (longest names masked first)."""
+    found = {next(g for g in m.groups() if g) for m in LETTER_RE.finditer(body)}
     found |= {c for c in map(_bare, _clauses(body)) if c in ("a", "b")}
-    toks = _tokens(body)
-    words = [t for t in toks if _is_word(t)]
+    toks = WORD_RE.findall(body)
+    words = [t for t in toks if is_word(t)]
     if words and words[0] in ("a", "b"):
         i = toks.index(words[0])
         nxt = toks[i + 1] if i + 1 < len(toks) else None
-        if words[0] == "b" or not _is_word(nxt) or nxt in _LETTER_FOLLOWERS:
+        if words[0] == "b" or not is_word(nxt) or nxt in LETTER_FOLLOWERS:
             found.add(words[0])
+    for clause in _clauses(body):
+        found |= {key for key, name in names.items() if name and _bare(clause) == name}
+    head = ARTICLE_RE.sub("", FILLER_RE.sub("", body.lstrip(" ([{-'\"")))
+    found |= {next((k for k, n in _by_length(names) if _starts_with(head, n)), None)} - {None}
+    if found:
+        return found
+    masked = body
+    for key, name in _by_length(names):
+        pattern = re.compile(r"(?<![\w'-])" + re.escape(name) + r"(?![\w'-])")
+        for m in pattern.finditer(masked):
+            if not MENTION_NEGATORS.intersection(WORD_RE.findall(masked[: m.start()])[-4:]):
+                found.add(key)
+        masked = pattern.sub(lambda m: "\x00" * len(m.group(0)), masked)
     return found
 
 
@@ -245,34 +203,38 @@ def _both_names(body: str, names: dict[str, str]) -> bool:
         return False
     a, b = (re.escape(n) for n in names.values())
     joined = r"\s*(?:or|and|/|&|,|vs\.?|versus)\s*"
-    pattern = rf"(?<![\w'-])(?:{a}{joined}{b}|{b}{joined}{a})(?![\w'-])"
-    return re.search(pattern, body) is not None
+    return re.search(rf"(?<![\w'-])(?:{a}{joined}{b}|{b}{joined}{a})(?![\w'-])", body) is not None
 
 
 def parse_choice(text: str, option_a: str, option_b: str) -> Optional[str]:
     """"A", "B", or None when neither or both are asserted (or the answer hedges)."""
-    s = _normalize(text)
-    if not s or _hedged(s) or _BOTH_LETTERS_RE.search(s):
+    s = normalize(text)
+    if not s or BOTH_LETTERS_RE.search(s):
         return None
-    body = _strip_prefix(s)
-    names = {"a": _normalize(option_a), "b": _normalize(option_b)}
+    sents = sentences(s)
+    if not sents or any(strong_hedged(x) for x in sents):
+        return None
+    names = {"a": normalize(option_a), "b": normalize(option_b)}
     if names["a"] == names["b"]:
         names = {}  # identical option texts cannot tell the options apart
+    body = "\n".join(sents)
     if _both_names(body, names):
         return None
-    picks = _letters(body) | _isolated_names(body, names)
-    lead = _lead_name(body, names)
-    if lead:
-        picks.add(lead)
-    if not picks:
-        picks = _mentions(body, names)
-    return picks.pop().upper() if len(picks) == 1 else None
+    picks = _picks(body, names)
+    if len(picks) != 1:
+        return None
+    pick = picks.pop()
+    carrier = next((x for x in sents if pick in _picks(x, names)), sents[0])
+    return None if hedged(carrier) else pick.upper()
 
 
-def _class_answer(s: str, task: TaskSpec) -> Optional[str]:
+# ---------------------------------------------------------------- statements
+
+
+def _class_answer(sents: list[str], task: TaskSpec) -> Optional[str]:
     """The label whose class name is the whole first clause ("Pneumonia.", "No tumor")."""
-    names = {"positive": _normalize(task.positive_name), "negative": _normalize(task.negative_name)}
-    clauses = _clauses(_strip_prefix(s))
+    names = {"positive": normalize(task.positive_name), "negative": normalize(task.negative_name)}
+    clauses = _clauses(sents[0]) if sents else []
     if not clauses or names["positive"] == names["negative"]:
         return None
     bare = _bare(clauses[0])
@@ -280,18 +242,111 @@ def _class_answer(s: str, task: TaskSpec) -> Optional[str]:
     return hits[0] if len(hits) == 1 else None
 
 
-def _absence_answer(s: str, task: TaskSpec) -> Optional[str]:
-    """"No pneumonia", "No evidence of a tumor": the positive class is denied -> negative."""
-    positive = _ARTICLE_RE.sub("", _normalize(task.positive_name))
-    if not positive:
+def _asserts(sent: str) -> bool:
+    """Questions, requests ("Please evaluate ...") and "presence or absence of X" state nothing."""
+    return not (sent.endswith("?") or sent.startswith("please ") or "presence or absence" in sent
+                or "presence or the absence" in sent)
+
+
+def _polarity(sent: str, start: int, end: int) -> str:
+    """How a mention is stated: "negative" when a negation governs it ("no evidence of X",
+    "does not show any X", "X is not present"), "positive" when none is in sight, "unclear"
+    when a negation stands earlier in the clause but too far to be sure it reaches the
+    mention ("no evidence of pneumothorax, pleural effusion, or pneumonia")."""
+    if POST_NEGATION_RE.match(sent[end:]):
+        return "negative"
+    scope: list[str] = []  # the clause before the mention, nearest token first
+    for tok in reversed([t for t in tokens(sent[:start]) if is_word(t) or t in ",;"]):
+        if tok in NEGATION_BREAKERS:
+            break
+        scope.append(tok)
+    for i, tok in enumerate(scope):
+        if tok in NEGATORS:
+            between = scope[:i]
+            if sum(map(is_word, between)) > NEGATION_WINDOW or COORDINATORS.intersection(between):
+                return "unclear"
+            if LIST_MARKS.intersection(between) and AFFIRMED_AFTER_RE.match(sent[end:]):
+                return "unclear"
+            return "negative"
+    return "positive"
+
+
+def _mentions(sent: str, patterns: Iterable[Optional[re.Pattern]]) -> list[str]:
+    """The polarity of every mention of a name in the sentence."""
+    return [_polarity(sent, m.start(), m.end()) for p in patterns if p for m in p.finditer(sent)]
+
+
+def _task_words(task: TaskSpec) -> set[str]:
+    """Content words of the task's names and modality ("abnormal liver" -> liver, "a brain tumor",
+    "brain MRI" -> brain, tumor): the organs a normal statement may be about."""
+    text = " ".join(normalize(x) for x in (task.positive_name, task.negative_name, task.disease, task.modality))
+    generic = {"abnormal", "abnormality", "normal", "finding", "findings", "evidence", "signs", "present"}
+    return {w for w in re.findall(r"[^\W\d_]{4,}", text) if w not in generic}
+
+
+def _normal_statement(sent: str, subjects: set[str]) -> bool:
+    """"appears normal / unremarkable / healthy", said of the whole study or of an organ
+    the task names ("The liver appears to be normal" to "Is the liver normal?")."""
+    for m in NORMAL_STATEMENT_RE.finditer(sent):
+        if m.group(0).startswith("no "):
+            return True
+        # "a normal chest x-ray", "normal appearance": the words after "normal" name it;
+        # "the liver appears to be normal": the words before the verb do.
+        said_of = m.group("obj") if m.group("obj") else sent[: m.start()]
+        if set(re.findall(r"[\w\-]+", said_of)) & (GLOBAL_SUBJECTS | subjects):
+            return True
+    return False
+
+
+def _reports_finding(sents: list[str], own: list[Optional[re.Pattern]]) -> bool:
+    """Whether any sentence reports a finding other than the task's own (or may do so):
+    the veto on "no" answers to questions about abnormality or normality."""
+    pats = [name_pattern(n) for n in FINDING_NOUNS]
+    for sent in sents:
+        if not _asserts(sent):
+            continue
+        for p in own:
+            if p:
+                sent = p.sub(lambda m: "\x00" * len(m.group(0)), sent)
+        if any(pol != "negative" for pol in _mentions(sent, pats)):
+            return True
+    return False
+
+
+def _statement(sents: list[str], variant: PromptVariant, task: TaskSpec) -> Optional[str]:
+    """The label asserted by statements about the finding, or None (see the module doc, 4)."""
+    positive = [name_pattern(task.positive_name), name_pattern(task.disease)]
+    generic_positive = any(w in normalize(task.positive_name) for w in ("abnormal", "pathology"))
+    abnormal = [name_pattern(w) for w in ABNORMALITY_WORDS]
+    if generic_positive:
+        positive += abnormal
+    neg_name = normalize(task.negative_name)
+    negative = [] if neg_name in GENERIC_NORMAL_NAMES or neg_name.startswith("no ") else [name_pattern(neg_name)]
+    subjects = _task_words(task)
+    found: list[str] = []
+    normal_only = True
+    for sent in sents:
+        if not _asserts(sent) or hedged(sent) or CONDITIONAL_RE.search(sent):
+            continue  # only plain assertions about this image are read as statements
+        said = set(_mentions(sent, positive))
+        said |= {"negative" for pol in _mentions(sent, abnormal) if pol == "negative"}
+        said |= {"negative" if pol == "positive" else "unclear" for pol in _mentions(sent, negative)}
+        is_normal = _normal_statement(sent, subjects)
+        if is_normal:
+            said.add("negative")
+        if said:
+            normal_only &= is_normal and not _mentions(sent, positive)
+            found.append(said.pop() if len(said) == 1 else "unclear")
+    if len(set(found)) != 1 or found[0] == "unclear":
         return None
-    clauses = _clauses(_strip_prefix(s))
-    if not clauses:
+    label = found[0]
+    global_question = re.search(r"normal|healthy", variant.template, re.IGNORECASE) is not None
+    if label == "negative" and (global_question or normal_only) and _reports_finding(sents, positive):
         return None
-    m = re.fullmatch(
-        r"(?:there\s+(?:is|are)\s+)?no\s+(?:(?:evidence|signs?|indications?|features?)\s+of\s+)?"
-        r"(?:(?:a|an|the)\s+)?(.+?)", clauses[0])
-    return "negative" if m and _TRAILING_RE.sub("", m.group(1)) == positive else None
+    return label
+
+
+# ---------------------------------------------------------------- outcome
 
 
 def _other(label: str) -> str:
@@ -306,20 +361,36 @@ def _single(outcomes: Iterable[Optional[str]]) -> str:
 def parse_answer(text: str, variant: PromptVariant, task: TaskSpec) -> str:
     """"positive", "negative" or "refused" for one response to one prompt variant.
 
-    yes_no: "yes" maps to variant.yes_means, "no" to the other label; an answer whose
-    first clause is exactly one class name maps to that class, and a yes/no word that
-    contradicts it gives "refused". choice: the letter maps through variant.options.
+    yes_no: "yes" maps to variant.yes_means, "no" to the other label; without an answer
+    word, statements about the finding are read (module doc, 4); a yes/no word that
+    contradicts a class-name answer gives "refused". choice: the letter maps through
+    variant.options.
     """
-    s = _normalize(text)
-    if not s or _hedged(s):
+    s = normalize(text)
+    if not s:
         return "refused"
     if variant.kind == "choice":
         option_a, option_b = variant.option_names(task)
         letter = parse_choice(text, option_a, option_b)
         return {"A": variant.options[0], "B": variant.options[1]}.get(letter or "", "refused")
-    answer = parse_yes_no(text)
+    sents = sentences(s)
+    if not sents:
+        return "refused"
+    answer, worded = _yes_no(sents)
+    if worded and answer is None:
+        return "refused"  # hedged or both answers: no statement may overrule that
     by_word = None if answer is None else (variant.yes_means if answer == "yes" else _other(variant.yes_means))
-    by_name = _class_answer(s, task)
-    if by_word is None and by_name is None:
-        by_name = _absence_answer(s, task)
+    if by_word is None and any(strong_hedged(x) for x in sents):
+        return "refused"
+    classes = {"p": normalize(task.positive_name), "n": normalize(task.negative_name)}
+    if by_word is None and _both_names("\n".join(sents), classes):
+        return "refused"  # "Pneumonia or normal": both classes named
+    by_name = _class_answer(sents, task)
+    if by_name is not None and by_word is None and hedged(sents[0]):
+        return "refused"
+    if by_word is None:
+        stated = _statement(sents, variant, task)
+        if by_name is not None and stated not in (None, by_name):
+            return "refused"  # "Tumor: not seen." names the class and denies it
+        by_name = by_name or stated
     return _single((by_word, by_name))

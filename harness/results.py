@@ -12,7 +12,7 @@ import pandas as pd
 
 SUMMARY_FIELDS = (
     "finding", "test", "model", "base_model", "task", "perturbation",
-    "metric", "value", "ci_low", "ci_high", "threshold", "outcome", "reason",
+    "metric", "value", "ci_low", "ci_high", "threshold", "outcome", "label", "reason",
 )
 
 
@@ -26,10 +26,46 @@ def summary_record(record: dict) -> dict:
     return {key: _clean(record.get(key)) for key in SUMMARY_FIELDS}
 
 
+ANSWER_COUNT_FIELDS = ("answers", "unparsed", "judge_read", "truncated", "reasked", "cut_off_unparsed")
+
+
+def answer_counts(table: pd.DataFrame) -> dict:
+    """How one subject's closed-form answers were read (issue 11; SPEC §3).
+
+    answers: answers received (errors aside); unparsed: the parser could not read them
+    (`refused` unless the judge could); judge_read: of those, what only the judge read;
+    truncated: first answers that hit the token cap; reasked: of those, asked again with a
+    larger budget; cut_off_unparsed: answers still cut off at the last budget and unread,
+    scored as refusals and named here so that the cap is never silently a refusal.
+    """
+    answered = table[table["outcome"] != "error"]
+    unparsed = answered["parsed"] == "refused"
+    cut = answered["cut_off"].astype(bool) if "cut_off" in answered else pd.Series(False, index=answered.index)
+    return {
+        "answers": int(len(answered)),
+        "unparsed": int(unparsed.sum()),
+        "judge_read": int((unparsed & (answered["outcome"] != "refused")).sum()),
+        "truncated": int(answered["truncated"].astype(bool).sum()) if "truncated" in answered else 0,
+        "reasked": int(answered["reasked"].astype(bool).sum()) if "reasked" in answered else 0,
+        "cut_off_unparsed": int((cut & (answered["outcome"] == "refused")).sum()),
+    }
+
+
+def unique_answer_counts(records: list[dict]) -> dict[str, dict]:
+    """The answer counts the records carry ("model\ttask" -> counts), once per subject."""
+    found: dict[str, dict] = {}
+    for record in records:
+        found.update(record.get("answer_counts") or {})
+    return dict(sorted(found.items()))
+
+
 def write_summary(results_dir: Path, records: list[dict]) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / "summary.json"
-    payload = {"version": 1, "records": [summary_record(r) for r in sorted(records, key=lambda r: r["test"])]}
+    answers = [{"model": key.split("\t")[0], "task": key.split("\t")[1], **counts}
+               for key, counts in unique_answer_counts(records).items()]
+    payload = {"version": 1, "records": [summary_record(r) for r in sorted(records, key=lambda r: r["test"])],
+               "answers": answers}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)

@@ -17,7 +17,8 @@ from .store import ResponseStore, cache_key
 
 Progress = Callable[[str, int, int], None]  # (label, done, total)
 
-TABLE_COLUMNS = ["model", "task", "image_id", "label", "variant", "text", "outcome", "error", "parsed", "judge_reply"]
+TABLE_COLUMNS = ["model", "task", "image_id", "label", "variant", "text", "outcome", "error", "parsed", "judge_reply",
+                 "truncated", "reasked", "cut_off"]
 
 
 @dataclass
@@ -48,7 +49,12 @@ class RunStats:
     cached: int = 0
     generated: int = 0
     errors: int = 0
+    empty: int = 0  # answers that were empty: refusals, asked again by the next run
     image_errors: dict = field(default_factory=dict)
+    # (image_id, variant_key) -> (asked again with a larger budget, the answer used still
+    # hit its cap), for every cell whose first answer hit the cap (see fill_closed_form)
+    truncation: dict = field(default_factory=dict)
+    reask_errors: int = 0  # re-asks that failed: the cut-off answer is kept (and reported)
 
 
 def _load_images(items: list[ImageItem]) -> tuple[dict, dict]:
@@ -79,32 +85,67 @@ def fill_closed_form(
     store: ResponseStore,
     *,
     max_new_tokens: int,
+    reask_budgets: tuple[int, ...] = (),
+    parse: Optional[Callable] = None,
     chunk_size: int = 64,
     progress: Optional[Progress] = None,
 ) -> tuple[dict, RunStats]:
     """Answer every (image, variant) pair not yet stored; returns texts and errors by cell.
 
     The result maps (image_id, variant_key) to ("text", str) or ("error", message).
+
+    An answer that stopped at the token cap and that `parse` cannot read ("refused") is
+    asked again with each larger budget of `reask_budgets` in turn (SPEC §3: a cut-off
+    answer is never silently a refusal); the longer answer replaces it. Each budget has
+    its own store key, so a warm run reads the same answers and makes the same decisions
+    without asking the model; `stats.truncation` records what happened per cell.
     """
     stats = RunStats()
-    cells = []
-    for item in items:
-        for variant in variants:
-            prompt = variant.render(task)
-            cells.append((item, variant, prompt, closed_form_key(identity, prompt, item, max_new_tokens)))
-    stats.requested = len(cells)
-    stored = store.get_many([c[3] for c in cells])
-    stats.cached = len(stored)
-    results = {(c[0].image_id, c[1].key): ("text", stored[c[3]]) for c in cells if c[3] in stored}
-    missing = [c for c in cells if c[3] not in stored]
-    if missing:
-        _generate_missing(handle, task, missing, store, results, stats, max_new_tokens, chunk_size, progress)
+    cells = [(item, variant, variant.render(task)) for item in items for variant in variants]
+    keyed = [(*c, closed_form_key(identity, c[2], c[0], max_new_tokens)) for c in cells]
+    stats.requested = len(keyed)
+    results, cut = _answers(handle, task, keyed, store, stats, max_new_tokens, chunk_size, progress)
+    stats.truncation = {cell: (False, True) for cell in cut}
+    pending = [c for c in cells if (c[0].image_id, c[1].key) in cut]
+    for budget in sorted(b for b in set(reask_budgets) if b > max_new_tokens):
+        pending = [c for c in pending if parse is not None and _unread(results[(c[0].image_id, c[1].key)], c[1], task, parse)]
+        if not pending:
+            break
+        keyed = [(*c, closed_form_key(identity, c[2], c[0], budget)) for c in pending]
+        again, cut_again = _answers(handle, task, keyed, store, RunStats(), budget, chunk_size, None)
+        cut_now: set = set()
+        for cell_id, answer in again.items():
+            if answer[0] == "text":
+                results[cell_id] = answer
+                stats.truncation[cell_id] = (True, cell_id in cut_again)
+                if cell_id in cut_again:
+                    cut_now.add(cell_id)
+            else:
+                stats.reask_errors += 1
+        pending = [c for c in pending if (c[0].image_id, c[1].key) in cut_now]
     if progress:
         progress(f"{handle.spec.name} × {task.key}", stats.requested, stats.requested)
     return results, stats
 
 
-def _generate_missing(handle, task, missing, store, results, stats, max_new_tokens, chunk_size, progress):
+def _unread(answer: tuple, variant: PromptVariant, task: TaskSpec, parse) -> bool:
+    return answer[0] == "text" and parse(answer[1], variant, task) == "refused"
+
+
+def _answers(handle, task, keyed, store, stats, max_new_tokens, chunk_size, progress) -> tuple[dict, set]:
+    """Stored answers of `keyed` cells, the missing ones generated; also the cells cut off."""
+    stored = store.get_answers([c[3] for c in keyed])
+    stats.cached += len(stored)
+    results = {(c[0].image_id, c[1].key): ("text", stored[c[3]][0]) for c in keyed if c[3] in stored}
+    # an unknown flag (an answer stored before schema 2) may be a cut-off answer
+    cut = {(c[0].image_id, c[1].key) for c in keyed if c[3] in stored and stored[c[3]][1] is not False}
+    missing = [c for c in keyed if c[3] not in stored]
+    if missing:
+        _generate_missing(handle, task, missing, store, results, cut, stats, max_new_tokens, chunk_size, progress)
+    return results, cut
+
+
+def _generate_missing(handle, task, missing, store, results, cut, stats, max_new_tokens, chunk_size, progress):
     """Generate in chunks grouped by image, storing each chunk as soon as it returns."""
     by_image: dict[str, list] = {}
     for cell in missing:
@@ -132,11 +173,18 @@ def _generate_missing(handle, task, missing, store, results, stats, max_new_toke
             cell_id = (cell[0].image_id, cell[1].key)
             if out.ok:
                 results[cell_id] = ("text", out.text)
+                if out.truncated:
+                    cut.add(cell_id)
                 rows.append({"key": cell[3], "stage": "closed", "model": handle.spec.name, "task": task.key,
-                             "image_id": cell[0].image_id, "variant": cell[1].key, "text": out.text})
+                             "image_id": cell[0].image_id, "variant": cell[1].key, "text": out.text,
+                             "truncated": out.truncated})
                 stats.generated += 1
+            elif out.empty:  # the model said nothing: a refusal (SPEC §3), not stored (SPEC §8)
+                results[cell_id] = ("text", "")
+                stats.generated += 1
+                stats.empty += 1
             else:
-                results[cell_id] = ("error", out.error or "empty response")
+                results[cell_id] = ("error", out.error)
                 stats.errors += 1
         store.put_many(rows)
         done += len(chunk)
@@ -144,25 +192,33 @@ def _generate_missing(handle, task, missing, store, results, stats, max_new_toke
             progress(f"{handle.spec.name} × {task.key}", done, stats.requested)
 
 
-def build_table(model: str, task: TaskSpec, items, variants, results: dict, parse, judged: dict | None = None) -> pd.DataFrame:
+def build_table(model: str, task: TaskSpec, items, variants, results: dict, parse, judged: dict | None = None,
+                truncation: dict | None = None) -> pd.DataFrame:
     """One row per (image, variant): the parser's outcome, the judge's where it was asked.
 
     `outcome` is what the statistics use: the judge's verdict for answers the parser
     could not classify, the parser's otherwise; `parsed` and `judge_reply` keep both.
+    `truncated`: the first answer hit the token cap; `reasked`: the answer used came from
+    a larger budget; `cut_off`: the answer used still hit its cap (RunStats.truncation).
     """
     rows = []
     judged = judged or {}
+    truncation = truncation or {}
     for item in items:
         for variant in variants:
-            kind, value = results.get((item.image_id, variant.key), ("error", "no response"))
+            cell = (item.image_id, variant.key)
+            kind, value = results.get(cell, ("error", "no response"))
+            reasked, cut_off = truncation.get(cell, (False, False))
             if kind == "error":
-                rows.append((model, task.key, item.image_id, item.label, variant.key, None, "error", value, None, None))
+                rows.append((model, task.key, item.image_id, item.label, variant.key, None, "error", value, None, None,
+                             False, None, False))
                 continue
             parsed = parse(value, variant, task)
             outcome, reply = parsed, None
-            if parsed == "refused" and (item.image_id, variant.key) in judged:
-                outcome, reply = judged[(item.image_id, variant.key)]
-            rows.append((model, task.key, item.image_id, item.label, variant.key, value, outcome, None, parsed, reply))
+            if parsed == "refused" and cell in judged:
+                outcome, reply = judged[cell]
+            rows.append((model, task.key, item.image_id, item.label, variant.key, value, outcome, None, parsed, reply,
+                         cell in truncation, reasked, cut_off))
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 

@@ -19,7 +19,11 @@ import numpy as np
 
 from .core import PROTOCOL_VERSION, sha256_bytes
 
-SCHEMA_VERSION = 1
+# 2: `truncated` (the answer stopped at its token cap), so that a warm run makes the same
+# re-ask decisions as the cold run without asking the model. A version-1 store is
+# upgraded in place; its answers' flag is unknown (NULL), and the runner treats an unknown
+# flag as "may be cut off": an unread legacy answer is asked again with a larger budget.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS responses (
@@ -30,7 +34,8 @@ CREATE TABLE IF NOT EXISTS responses (
     image_id TEXT,
     variant TEXT,
     text TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    truncated INTEGER
 );
 CREATE TABLE IF NOT EXISTS embeddings (
     key TEXT PRIMARY KEY,
@@ -63,6 +68,20 @@ def cache_key(identity: dict, *, stage: str, prompt: str, image_sha: Optional[st
     return sha256_bytes(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
 
 
+def _upgrade_from_1(conn: sqlite3.Connection) -> None:
+    """Add the `truncated` column to a version-1 store (its answers stay valid)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(responses)")}
+        if "truncated" not in columns:
+            conn.execute("ALTER TABLE responses ADD COLUMN truncated INTEGER")
+        conn.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 class ResponseStore:
     """A process-safe handle on the SQLite store; reconnects after fork (xdist)."""
 
@@ -93,6 +112,8 @@ class ResponseStore:
         row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif row[0] == "1":
+            _upgrade_from_1(conn)
         elif row[0] != str(SCHEMA_VERSION):
             conn.close()
             raise sqlite3.DatabaseError(f"foreign schema version {row[0]}")
@@ -114,20 +135,27 @@ class ResponseStore:
     # -- reads and writes ------------------------------------------------------------
     def get_many(self, keys: list[str]) -> dict[str, str]:
         """Stored texts for the keys that have one."""
+        return {key: text for key, (text, _) in self.get_answers(keys).items()}
+
+    def get_answers(self, keys: list[str]) -> dict[str, tuple[str, Optional[bool]]]:
+        """Stored (text, truncated) for the keys that have one; truncated is None when the
+        answer was stored before the flag existed (schema 1)."""
         conn = self._connect()
-        found: dict[str, str] = {}
+        found: dict[str, tuple[str, Optional[bool]]] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, text in conn.execute(f"SELECT key, text FROM responses WHERE key IN ({marks})", chunk):
-                found[key] = text
+            for key, text, cut in conn.execute(
+                    f"SELECT key, text, truncated FROM responses WHERE key IN ({marks})", chunk):
+                found[key] = (text, None if cut is None else bool(cut))
         return found
 
     def put_many(self, rows: Iterable[dict]) -> int:
         """Store answers in one transaction; empty texts are refused (never cached)."""
         now = time.time()
         values = [
-            (r["key"], r["stage"], r["model"], r["task"], r.get("image_id"), r.get("variant"), r["text"], now)
+            (r["key"], r["stage"], r["model"], r["task"], r.get("image_id"), r.get("variant"), r["text"], now,
+             None if r.get("truncated") is None else int(bool(r["truncated"])))
             for r in rows
             if r.get("text") is not None and str(r["text"]).strip() != ""
         ]
@@ -136,7 +164,8 @@ class ResponseStore:
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany("INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?)", values)
+            conn.executemany("INSERT OR IGNORE INTO responses (key, stage, model, task, image_id, variant, text, created, "
+                             "truncated) VALUES (?,?,?,?,?,?,?,?,?)", values)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -56,7 +56,8 @@ class Suite:
             raise ConfigError("medvlm-fragility configuration", problems)
         self.variants = list(self.registry.variants.values())
         self.store = ResponseStore(settings.cache_dir / "responses.sqlite")
-        self._items: dict[str, list[ImageItem]] = {}
+        self._items: dict[tuple[str, int], list[ImageItem]] = {}
+        self._hf_pools: dict[str, list[ImageItem]] = {}
         self.results: dict[tuple[str, str, str], object] = {}  # (stage, model, task) -> table / embeddings
         self.failures: dict[tuple[str, str, str], Exception] = {}
         self.fill_stats: dict[tuple[str, str], RunStats] = {}
@@ -103,7 +104,24 @@ class Suite:
 
     def items(self, task: TaskSpec) -> list[ImageItem]:
         """The balanced, seeded sample of a task's images (loaded once per process)."""
-        if task.key not in self._items:
+        return self._sample(task, self.settings.n_per_class)
+
+    def probe_items(self, task: TaskSpec) -> list[ImageItem]:
+        """The images embedded for the probe: `images_per_class` per class, at least the answered
+        sample, and containing it (a larger draw extends the smaller one), so the reasoning gap
+        pairs the probe with the direct answers on the same images."""
+        import warnings
+
+        from .data.sampling import SamplingWarning
+
+        wanted = max(self.settings.n_per_class, int(self.thresholds.embedding_separability["images_per_class"]))
+        with warnings.catch_warnings():  # a class smaller than the probe's wish is used whole, as intended
+            warnings.simplefilter("ignore", SamplingWarning)
+            return self._sample(task, wanted)
+
+    def _sample(self, task: TaskSpec, n_per_class: int) -> list[ImageItem]:
+        key = (task.key, n_per_class)
+        if key not in self._items:
             from .data import hf_datasets, sampling, sources
 
             s = self.settings
@@ -111,13 +129,33 @@ class Suite:
                 pool = self._explicit_items.get(task.key, [])
                 if not pool:
                     raise HarnessError(f"task {task.key!r}: no images in {s.manifest or s.data_root}")
-                chosen = sampling.sample_balanced(pool, s.n_per_class, s.seed)
+                chosen = sampling.sample_balanced(pool, n_per_class, s.seed)
             elif s.hf_datasets:
-                chosen = sampling.sample_balanced(hf_datasets.load_hf_dataset(task), s.n_per_class, s.seed)
+                if task.key not in self._hf_pools:
+                    self._hf_pools[task.key] = hf_datasets.load_hf_dataset(task)
+                chosen = sampling.sample_balanced(self._hf_pools[task.key], n_per_class, s.seed)
             else:
-                chosen = sources.load_synthetic(task, s.n_per_class, s.seed)
-            self._items[task.key] = chosen
-        return self._items[task.key]
+                chosen = sources.load_synthetic(task, n_per_class, s.seed)
+                self._remember_pixel_hashes(task, chosen)
+            self._items[key] = chosen
+        return self._items[key]
+
+    def _remember_pixel_hashes(self, task: TaskSpec, items: list[ImageItem]) -> None:
+        """Generated images: their pixel hashes (every cache key needs one) come from the store
+        when an earlier run computed them, else are computed once and stored."""
+        from .data.sources import synthetic_hash_key
+
+        keys = {item.image_id: synthetic_hash_key(item) for item in items}
+        known = self.store.get_many(list(keys.values()))
+        rows = []
+        for item in items:
+            key = keys[item.image_id]
+            if key in known:
+                item.sha256 = known[key]
+            else:
+                rows.append({"key": key, "stage": "image_sha", "model": "synthetic", "task": task.key,
+                             "image_id": item.image_id, "variant": None, "text": item.sha256})
+        self.store.put_many(rows)
 
     # -- responses ------------------------------------------------------------------------
     def model(self, name: str) -> ModelSpec:

@@ -1,9 +1,18 @@
-"""A verdict compares a one-sided confidence bound (never a point estimate) with a threshold.
+"""A verdict compares one-sided confidence bounds (never a point estimate) with a threshold.
 
-The burden of proof is on the model: it passes only when the data show robustness at
-the chosen confidence. A failure whose point estimate is on the passing side is
-*inconclusive*: it still fails (a gate must not pass on missing evidence) but says so
-and estimates how many images per class would likely decide it.
+Three labels (SPEC §2):
+
+- robust: the passing-side bound clears the threshold, so the data show robustness at
+  the chosen confidence (the burden of proof is on the model);
+- fragile: the *other* bound lies past the threshold, so the data show the fragility
+  at the same confidence;
+- inconclusive: neither bound decides. The gate fails on it by default (it must not
+  pass on missing evidence; `inconclusive = "pass"` in thresholds.toml relaxes that),
+  and the message estimates, from the bound that would have to move, how many images
+  per class would likely decide it.
+
+A label of "fragile" from the point estimate alone would call noise a fragility: at a
+threshold, half of all robust-enough subjects have their estimate on the wrong side.
 """
 
 from __future__ import annotations
@@ -15,19 +24,30 @@ from typing import Literal, Optional
 import numpy as np
 import pytest
 
-from .stats.bootstrap import images_needed, percentile_bounds
+from .stats.bootstrap import bca_bounds, images_to_decide, percentile_bounds
+
+LABELS = ("robust", "fragile", "inconclusive")
 
 
 class FragilityFound(pytest.fail.Exception):
-    """Raised by a behaviour test whose property does not hold (the model is fragile).
+    """Raised by a behaviour test whose property is not shown to hold (fragile or inconclusive).
 
-    A pytest failure without a traceback: the message (finding, numbers, bound,
+    A pytest failure without a traceback: the message (finding, label, numbers, bounds,
     threshold) is the whole story, and the baseline's strict xfails match this type
     only, so a crash is never mistaken for a known fragility.
     """
 
     def __init__(self, message: str):
         super().__init__(msg=message, pytrace=False)
+
+
+def _clears(value: float, threshold: float, direction: str, strict: bool) -> bool:
+    """Is `value` on the passing side of `threshold`? (ge: above, strictly if `strict`; le: at or below)."""
+    if value is None or math.isnan(value):
+        return False
+    if direction == "ge":
+        return value > threshold if strict else value >= threshold
+    return value <= threshold
 
 
 @dataclass
@@ -38,56 +58,75 @@ class Verdict:
     ci_low: float
     ci_high: float
     threshold: float
-    direction: Literal["ge", "le"]  # ge: pass iff ci_low >= threshold; le: pass iff ci_high <= threshold
+    direction: Literal["ge", "le"]  # ge: robust iff ci_low >= threshold; le: robust iff ci_high <= threshold
     confidence: float
     n_images: int
     n_classes: int = 2
     description: str = ""  # what property was checked, in words
     details: dict = field(default_factory=dict)
-    images_needed_total: Optional[int] = None
-    strict: bool = False  # for "gt" style thresholds (lower bound must exceed)
+    strict: bool = False  # "ge" only: the lower bound must exceed the threshold
 
     @property
     def bound(self) -> float:
+        """The bound that must clear the threshold for a pass."""
         return self.ci_low if self.direction == "ge" else self.ci_high
 
     @property
-    def passed(self) -> bool:
-        if self.bound is None or math.isnan(self.bound):
-            return False
-        if self.direction == "ge":
-            return self.bound > self.threshold if self.strict else self.bound >= self.threshold
-        return self.bound <= self.threshold
+    def other_bound(self) -> float:
+        """The bound that, past the threshold, shows the fragility."""
+        return self.ci_high if self.direction == "ge" else self.ci_low
 
     @property
-    def point_passes(self) -> bool:
-        if math.isnan(self.value):
+    def passed(self) -> bool:
+        return _clears(self.bound, self.threshold, self.direction, self.strict)
+
+    @property
+    def fragility_shown(self) -> bool:
+        other = self.other_bound
+        if other is None or math.isnan(other):
             return False
-        if self.direction == "ge":
-            return self.value > self.threshold if self.strict else self.value >= self.threshold
-        return self.value <= self.threshold
+        return not _clears(other, self.threshold, self.direction, self.strict)
+
+    @property
+    def label(self) -> str:
+        if self.passed:
+            return "robust"
+        return "fragile" if self.fragility_shown else "inconclusive"
 
     @property
     def inconclusive(self) -> bool:
-        return not self.passed and self.point_passes
+        return self.label == "inconclusive"
+
+    @property
+    def point_passes(self) -> bool:
+        return _clears(self.value, self.threshold, self.direction, self.strict)
 
     @property
     def images_needed_per_class(self) -> Optional[int]:
-        if not self.inconclusive or self.images_needed_total is None:
+        """For an inconclusive verdict: images per class at which the bound that has to move
+        would likely clear the threshold (the passing bound if the estimate passes, the
+        other bound if it fails), from that bound's own distance to the estimate."""
+        if not self.inconclusive:
             return None
-        return int(math.ceil(self.images_needed_total / max(self.n_classes, 1)))
+        moving = self.bound if self.point_passes else self.other_bound
+        total = images_to_decide(self.value, moving, self.threshold, self.n_images, self.confidence)
+        return None if total is None else int(math.ceil(total / max(self.n_classes, 1)))
 
     def message(self) -> str:
-        side = "lower" if self.direction == "ge" else "upper"
+        side, other_side = ("lower", "upper") if self.direction == "ge" else ("upper", "lower")
         relation = (">" if self.strict else "≥") if self.direction == "ge" else "≤"
-        head = "inconclusive" if self.inconclusive else ("robust" if self.passed else "fragile")
         text = (
-            f"[{self.finding}] {head}: {self.description} — {self.metric} = {_fmt(self.value)}, "
+            f"[{self.finding}] {self.label}: {self.description} — {self.metric} = {_fmt(self.value)}, "
             f"one-sided {self.confidence:.0%} {side} bound {_fmt(self.bound)} "
-            f"(needs {relation} {_fmt(self.threshold)}), n = {self.n_images} images"
+            f"(needs {relation} {_fmt(self.threshold)}), {other_side} bound {_fmt(self.other_bound)}, "
+            f"n = {self.n_images} images"
         )
-        if self.inconclusive and self.images_needed_per_class:
-            text += f"; about {self.images_needed_per_class} images per class would likely decide it"
+        if self.label == "fragile":
+            text += f"; the {other_side} bound is past the threshold too: the fragility is shown"
+        elif self.label == "inconclusive":
+            text += "; neither bound decides"
+            if self.images_needed_per_class:
+                text += f"; about {self.images_needed_per_class} images per class would likely decide it"
         return text
 
     def record(self) -> dict:
@@ -102,6 +141,7 @@ class Verdict:
             "direction": self.direction,
             "confidence": self.confidence,
             "n_images": self.n_images,
+            "label": self.label,
             "inconclusive": self.inconclusive,
             "images_needed": self.images_needed_per_class,
             "details": self.details,
@@ -121,16 +161,14 @@ def verdict_from_replicates(
     description: str,
     details: Optional[dict] = None,
     strict: bool = False,
-    bounds: Optional[tuple[float, float]] = None,
+    jackknife: Optional[np.ndarray] = None,
 ) -> Verdict:
-    """Turn a point estimate and its bootstrap replicates into a verdict.
-
-    The bounds are the replicates' percentile bounds unless a finding computes its own
-    (`bounds`, e.g. the swings' simultaneous bounds); the replicates still give the
-    standard error behind the images-needed hint.
-    """
-    low, high = bounds if bounds is not None else percentile_bounds(np.asarray(replicates, dtype=float), confidence)
-    needed = images_needed(point, threshold, np.asarray(replicates, dtype=float), n_images, confidence)
+    """A verdict whose bounds are the replicates' one-sided BCa bounds (given the statistic's
+    leave-one-image-out values, `jackknife`), else their percentile bounds."""
+    if jackknife is not None:
+        low, high = bca_bounds(float(point), np.asarray(replicates, dtype=float), jackknife, confidence)
+    else:
+        low, high = percentile_bounds(np.asarray(replicates, dtype=float), confidence)
     return Verdict(
         finding=finding,
         metric=metric,
@@ -143,7 +181,6 @@ def verdict_from_replicates(
         n_images=n_images,
         description=description,
         details=details or {},
-        images_needed_total=needed,
         strict=strict,
     )
 

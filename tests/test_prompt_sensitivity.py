@@ -1,9 +1,10 @@
 """Finding 3 (prompt_sensitivity): harmless prompt changes must not move the answers.
 
-CheckList type: invariance under a harmless change. Accuracy and refusal rate must not
-swing across the task's prompt variants, and answers must not flip under each
-perturbation family (option order, answer-format suffix, question polarity, clinical
-hint). Every verdict compares an upper confidence bound with its limit.
+CheckList type: invariance under a harmless change. The true accuracy and refusal rate
+must not swing across the task's prompt variants (sampling noise removed), and answers
+must not flip under each perturbation family (option order, answer-format suffix,
+question polarity). The clinical-hint family is a direction check: a hint adds
+information, so it may help but must not hurt balanced accuracy.
 """
 
 import pytest
@@ -22,4 +23,4 @@ def test_refusal_swing(subject, assert_robust):
 
 
 def test_answer_invariance(subject, perturbation, assert_robust):
-    assert_robust(prompt_sensitivity.flip_rate, subject.grid, subject.variants, perturbation, subject.thresholds)
+    assert_robust(prompt_sensitivity.answer_invariance, subject.grid, subject.variants, perturbation, subject.thresholds)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Optional
 
 from harness.backends.base import Backend, error_text
-from harness.backends.hf_batch import GPU_MAX_BATCH, CacheUnsupported, ImageFeatureCache, cached_image_processor, gpu_rows
+from harness.backends.hf_batch import (GPU_MAX_BATCH, CacheUnsupported, ImageFeatureCache, cached_image_processor, gpu_rows,
+                                       hit_token_cap)
 from harness.core import GenerationRequest, GenerationResult, HarnessError, ModelSpec
 
 DEFAULT_BATCH_SIZE = 16
@@ -237,7 +238,7 @@ class HFBackend(Backend):
         import torch
 
         try:
-            return [GenerationResult(text=t) for t in self._generate_batch(reqs, images)]
+            return [GenerationResult(text=t, truncated=cut) for t, cut in self._generate_batch(reqs, images)]
         except HarnessError:
             raise
         except Exception as exc:
@@ -248,18 +249,22 @@ class HFBackend(Backend):
                     return self._run_batch(reqs[:half], images) + self._run_batch(reqs[half:], images)
             return [GenerationResult(text=None, error=error_text(exc)) for _ in reqs]
 
-    def _generate_batch(self, reqs: list[GenerationRequest], images: dict) -> list[str]:
-        """Tokenize a batch (left-padded), decode greedily, return the new text of each row."""
+    def _generate_batch(self, reqs: list[GenerationRequest], images: dict) -> list[tuple[str, bool]]:
+        """Tokenize a batch (left-padded), decode greedily; per row the new text and
+        whether it stopped at the token cap instead of on an end-of-sequence token."""
         import torch
 
         inputs = self._encode(reqs, images)
         fit = gpu_rows(self._model, self.device, inputs["input_ids"].shape[1], reqs[0].max_new_tokens, len(reqs))
         if fit is not None and fit < len(reqs):  # too long for the free memory: run it in parts
             return self._generate_batch(reqs[:fit], images) + self._generate_batch(reqs[fit:], images)
+        config = self._generation_config(reqs[0].max_new_tokens)
         with torch.inference_mode():
-            out = self._model.generate(**inputs, generation_config=self._generation_config(reqs[0].max_new_tokens))
+            out = self._model.generate(**inputs, generation_config=config)
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
-        return [t.strip() for t in self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        texts = [t.strip() for t in self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        cut = hit_token_cap(new_tokens.tolist(), config.eos_token_id, reqs[0].max_new_tokens)
+        return list(zip(texts, cut))
 
     def _encode(self, reqs: list[GenerationRequest], images: dict, *, use_cache: bool = True):
         """Processor inputs of a batch, on the model's device, floats in the model's dtype.

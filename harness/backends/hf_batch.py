@@ -154,6 +154,23 @@ def _cat_padded(values: list):
     return np.concatenate(arrays, axis=0)
 
 
+def hit_token_cap(new_tokens: list[list[int]], eos_token_id, max_new_tokens: int) -> list[bool]:
+    """Per row: did generation stop at the cap rather than on an end-of-sequence token?
+
+    `generate` returns the batch's new tokens as one rectangle: rows that finished early
+    are padded after their EOS, and the rectangle is shorter than the cap only when every
+    row finished. So a row hit the cap iff it is `max_new_tokens` long and holds no EOS
+    id (a checkpoint may name several, e.g. Gemma's <eos> and <end_of_turn>).
+    """
+    if eos_token_id is None:
+        eos: set = set()
+    elif isinstance(eos_token_id, int):
+        eos = {eos_token_id}
+    else:
+        eos = {int(t) for t in eos_token_id}
+    return [len(row) >= max_new_tokens and not eos.intersection(row) for row in new_tokens]
+
+
 # ------------------------------------------------------------------------- memory budget
 
 

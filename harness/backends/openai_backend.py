@@ -16,8 +16,11 @@ Why it looks the way it does:
   wants `max_completion_tokens` (newer OpenAI models), refuses `temperature`, or does not
   support structured output (`response_format`) says so in a 400, and the backend adapts
   once, for the rest of its life, instead of failing every request;
-- an empty or whitespace answer is an error ("empty response"), never an answer: errors
-  are excluded from scoring and never cached;
+- an empty or whitespace answer from a call that succeeded is the model's silence, a
+  refusal (SPEC §3), counted as `empty` and never cached; a reply without a message is
+  an error ("malformed response"); errors are excluded from scoring and never cached;
+- `finish_reason: "length"` marks the answer as cut off at the token cap (`truncated`),
+  so the runner can ask again with a larger budget;
 - the API key is read only from the environment variable the registry names
   (`api_key_env`) and is redacted from every error message.
 """
@@ -45,7 +48,7 @@ __all__ = ["OpenAIBackend", "is_loopback_url", "encode_image_png", "PLACEHOLDER_
 
 PLACEHOLDER_KEY = "EMPTY"  # what vLLM accepts when it was started without --api-key
 REDACTED = "[REDACTED]"
-EMPTY_RESPONSE = "empty response"
+MALFORMED_RESPONSE = "malformed response (no message)"
 MAX_RETRY_AFTER_S = 120.0  # a longer Retry-After is capped (the run must go on)
 _MAX_ADAPTATIONS = 3  # per request: max_tokens -> max_completion_tokens, temperature, response_format
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",}]+")
@@ -109,7 +112,7 @@ class OpenAIBackend(Backend):
         self._token_param = "max_tokens"
         self._send_temperature = True
         self._structured_supported = True
-        self.stats = {"requests": 0, "retries": 0, "errors": 0}
+        self.stats = {"requests": 0, "retries": 0, "errors": 0, "empty": 0}
 
     # ------------------------------------------------------------------ setup
 
@@ -284,11 +287,16 @@ class OpenAIBackend(Backend):
         try:
             content = response.choices[0].message.content
         except (AttributeError, IndexError, TypeError):
-            content = None
-        if not isinstance(content, str) or not content.strip():
             self._count("errors")
-            return GenerationResult(text=None, error=EMPTY_RESPONSE)
-        return GenerationResult(text=content.strip())
+            return GenerationResult(text=None, error=MALFORMED_RESPONSE)
+        if content is None or (isinstance(content, str) and not content.strip()):
+            self._count("empty")  # the server answered and the model wrote nothing: the model's behaviour
+            return GenerationResult(text="")
+        if not isinstance(content, str):
+            self._count("errors")
+            return GenerationResult(text=None, error=MALFORMED_RESPONSE)
+        truncated = getattr(response.choices[0], "finish_reason", None) == "length"
+        return GenerationResult(text=content.strip(), truncated=truncated)
 
     def _adapt(self, detail: str, kwargs: dict) -> bool:
         """Learn from a 400 that names a parameter this server does not take; True if the

@@ -66,6 +66,7 @@ MODEL_KEYS = {
     "trust_remote_code": Key("bool"),
     "dtype": Key("str", choices=DTYPES),
     "max_new_tokens": Key("int", lo=1, hi=4096),
+    "reask": Key("bool"),
     "batch_size": Key("int", lo=1, hi=4096),
     "tags": Key("str_list"),
     "concurrency": Key("int", lo=1, hi=1024),

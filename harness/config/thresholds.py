@@ -65,10 +65,11 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "bootstrap_replicates": Param(2000, 100, 100_000, doc="bootstrap resamples (images are the unit)"),
         "seed": Param(12345, 0, None, doc="seed of the bootstrap and of sampling"),
         "max_error_rate": Param(0.05, 0.0, 1.0, doc="share of backend errors above which a test errors"),
+        "inconclusive": Param("fail", choices=("fail", "pass"), doc="whether an inconclusive verdict fails the gate"),
     },
     "near_random": {
         "min_margin": Param(0.10, 0.0, 0.5, doc="balanced-accuracy margin above chance (0.5)"),
-        "aggregate": Param("mean", choices=("mean", "median", "max"), doc="how variants are aggregated"),
+        "aggregate": Param("mean", choices=("mean", "median"), doc="how variants are aggregated"),
     },
     "finetune_gain": {
         "min_gain": Param(0.0, -1.0, 1.0, doc="required lower bound of BA(model) - BA(base)"),
@@ -76,9 +77,10 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "noninferiority_margin": Param(0.02, 0.0, 1.0, doc="allowed BA loss when the base is at ceiling"),
     },
     "prompt_sensitivity": {
-        "max_accuracy_swing": Param(0.10, 0.0, 1.0, doc="max - min BA over variants, " + _UNIT),
-        "max_refusal_swing": Param(0.10, 0.0, 1.0, doc="max - min refusal rate over variants, " + _UNIT),
-        "max_flip_rate": Param(0.10, 0.0, 1.0, doc="share of images whose answer flips, " + _UNIT),
+        "max_true_accuracy_swing": Param(0.10, 0.0, 1.0, doc="noise-free swing of BA over variants, " + _UNIT),
+        "max_true_refusal_swing": Param(0.10, 0.0, 1.0, doc="noise-free swing of the refusal rate, " + _UNIT),
+        "max_flip_rate": Param(0.10, 0.0, 1.0, doc="share of answered images whose answer flips, " + _UNIT),
+        "max_hint_harm": Param(0.05, 0.0, 1.0, doc="BA a clinical hint may cost, " + _UNIT),
     },
     "description_recovery": {
         "max_latent_gap": Param(0.10, 0.0, 1.0, doc="BA(descriptions) - BA(direct answers)"),
@@ -89,9 +91,16 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "layer": Param(-1, None, None, doc="vision-encoder layer index (negative counts from the end)"),
         "pooling": Param("mean", choices=("mean", "cls", "max"), doc="how patch embeddings are pooled"),
         "folds": Param(5, 2, 20, doc="stratified cross-validation folds"),
+        "images_per_class": Param(300, 1, 100_000, doc="images per class embedded for the probe (at least --n-per-class)"),
+        "probe_replicates": Param(400, 50, 100_000, doc="bootstrap replicates of the refitted probe"),
+        "components": Param(32, 1, 1024, doc="principal components the probe reads"),
     },
     "generation": {
         "max_new_tokens": Param(8, 1, 4096, doc="tokens generated for a closed-form answer"),
+        "reask_max_new_tokens": Param(64, 1, 4096, doc="tokens for asking again an answer cut off at max_new_tokens "
+                                                        "that does not parse"),
+        "last_reask_max_new_tokens": Param(256, 1, 4096, doc="tokens for the last re-ask, when the first re-ask was "
+                                                             "cut off too"),
         "describe_max_new_tokens": Param(96, 1, 4096, doc="tokens generated for a description"),
         "batch_size": Param(16, 1, 4096, doc="prompts per batch for in-process models"),
     },
@@ -113,6 +122,8 @@ def _check_value(dotted: str, value: Any, param: Param) -> tuple[Any, Optional[s
         if not math.isfinite(value):
             return None, f"{dotted}: must be finite, got {value!r} (allowed: {param.range_text()})"
     if param.choices:
+        if f"{dotted}={value}" in MIGRATIONS:
+            return None, f"{dotted}: {MIGRATIONS[f'{dotted}={value}']}"
         if value not in param.choices:
             return None, f"{dotted}: {value!r} is not allowed; expected {param.range_text()}{did_you_mean(value, param.choices)}"
         return value, None
@@ -129,8 +140,27 @@ def _in_range(value: float, p: Param) -> bool:
     return True
 
 
+# Keys and values that earlier versions accepted, with what became of them: an old file
+# gets this explanation instead of a bare "unknown key", so no threshold silently changes
+# meaning.
+MIGRATIONS: dict[str, str] = {
+    "prompt_sensitivity.max_accuracy_swing": (
+        "renamed to max_true_accuracy_swing: the swing is now the spread of the *true* per-prompt balanced "
+        "accuracy with the sampling noise removed (the old max − min of 12 noisy estimates failed robust "
+        "models on most runs); it keeps its unit (BA points), so check the value and rename the key"),
+    "prompt_sensitivity.max_refusal_swing": (
+        "renamed to max_true_refusal_swing: the refusal swing is now the spread of the true per-prompt "
+        "refusal rate with the sampling noise removed; check the value and rename the key"),
+    "near_random.aggregate=max": (
+        "'max' was removed: a percentile bound of the maximum over prompts is biased upwards and passed "
+        "models at the threshold 33-100 % of the time; use 'mean' (default) or 'median'"),
+}
+
+
 def _unknown_key(dotted: str, key: str, local: dict[str, Param], section: str) -> str:
     """Message for a key not in the schema, pointing to where it belongs if it exists elsewhere."""
+    if dotted in MIGRATIONS:
+        return f"{dotted}: {MIGRATIONS[dotted]}"
     elsewhere = [s for s, params in SCHEMA.items() if s != section and key in params]
     if elsewhere:
         home = elsewhere[0]

@@ -271,3 +271,23 @@ def load_synthetic(task: TaskSpec, n_per_class: int, seed: int, size: int = 64) 
 
 def _hash_generated(make: Callable[[], Image.Image]) -> str:
     return pixel_sha256(make())
+
+
+@functools.lru_cache(maxsize=1)
+def _generator_fingerprint() -> str:
+    """What decides a generated image's pixels besides its parameters: the generator's code
+    and the numpy and Pillow versions (numpy's Generator streams may change between releases)."""
+    import numpy
+    import PIL
+
+    from harness.data import synthetic
+
+    code = Path(synthetic.__file__).read_bytes()
+    return sha256_bytes(code + f"|numpy {numpy.__version__}|pillow {PIL.__version__}".encode())
+
+
+def synthetic_hash_key(item: ImageItem) -> str:
+    """A store key under which a generated image's pixel hash can be remembered: its source
+    (task, label, index, seed, size) and the generator's fingerprint. Generating and hashing
+    the few hundred images of a run costs seconds; looking the hashes up costs nothing."""
+    return sha256_bytes(f"image-sha|{item.source}|{_generator_fingerprint()}".encode())

@@ -13,7 +13,16 @@ Rules (SPEC §4.2):
   there is no room to be demonstrably better, so the fine-tune passes iff the lower
   bound of Δ ≥ −noninferiority_margin (it must not have lost ground).
 
-Exact McNemar on per-(image, prompt) correctness is reported beside the verdict.
+Bounds: plain one-sided percentile bounds of the paired replicates. Unlike the other
+findings (BCa, stats/bootstrap.py), a gain sits at the threshold when the two models are
+equally good, where its distribution is symmetric: the BCa acceleration estimated from
+the jackknife is then only noise, and it raised the simulated false passes at Δ = 0 from
+5.3 % (percentile) to 6.2 % (bench/calibration.py).
+
+McNemar's test on per-(image, prompt) correctness is reported beside the verdict, clustered
+by image (Durkalski's statistic): the 12 prompts of one image are not 12 independent
+pairs, and the exact test that treated them so gave p < 0.05 in 39–58 % of runs for
+two equally good models.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import numpy as np
 
 from ..core import HarnessError, Thresholds
 from ..stats.metrics import grid_balanced_accuracy
-from ..stats.significance import mcnemar_exact
+from ..stats.significance import mcnemar_clustered
 from ..verdict import Verdict, verdict_from_replicates
 from .grid import Grid, weights_for
 from .prompt_sensitivity import NotApplicable
@@ -72,19 +81,23 @@ def align(model: Grid, base: Grid) -> tuple[Grid, Grid]:
 
 
 # -- statistics ----------------------------------------------------------------------
-def mean_ba(grid: Grid, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(per-variant BA (1+B, k), mean over variants (1+B,)); variants with no valid answer are ignored."""
-    ba = grid_balanced_accuracy(grid.correct, grid.valid, grid.is_pos, weights)
+def mean_ba(grid: Grid, weights: np.ndarray, refusal_credit: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(per-variant BA (1+B, k), mean over variants (1+B,)); variants with no valid answer are ignored.
+
+    A refusal scores `refusal_credit` (0: wrong, the rule of the absolute findings;
+    0.5: a coin flip, the rule of the gap findings)."""
+    ba = grid_balanced_accuracy(grid.correct, grid.valid, grid.is_pos, weights, grid.refused, refusal_credit)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return ba, np.nanmean(ba, axis=1)
 
 
-def discordant_counts(model: Grid, base: Grid) -> tuple[int, int]:
-    """McNemar's b (model right, base wrong) and c (the reverse) over cells valid in both."""
+def discordant_counts(model: Grid, base: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: McNemar's b (prompts where the model is right and the base wrong) and c
+    (the reverse), over cells valid in both."""
     both = model.valid & base.valid
-    b = int(np.sum(both & model.correct & ~base.correct))
-    c = int(np.sum(both & ~model.correct & base.correct))
+    b = np.sum(both & model.correct & ~base.correct, axis=1)
+    c = np.sum(both & ~model.correct & base.correct, axis=1)
     return b, c
 
 
@@ -112,8 +125,10 @@ def evaluate(model_grid: Grid, base_grid: Grid, thresholds: Thresholds) -> Verdi
     model_v, model_ba = mean_ba(model, weights)
     base_v, base_ba = mean_ba(base, weights)
     delta = model_ba - base_ba
+
     rule, threshold, strict = _rule(float(base_ba[0]), cfg)
     b, c = discordant_counts(model, base)
+    statistic, p_value = mcnemar_clustered(b, c)
     return verdict_from_replicates(
         finding="finetune_gain",
         metric="balanced_accuracy_gain",
@@ -129,9 +144,10 @@ def evaluate(model_grid: Grid, base_grid: Grid, thresholds: Thresholds) -> Verdi
             "rule": rule,
             "model_ba": _r(model_ba[0]),
             "base_ba": _r(base_ba[0]),
-            "mcnemar_b": b,
-            "mcnemar_c": c,
-            "mcnemar_p": float(mcnemar_exact(b, c)),  # unrounded: small p-values matter
+            "mcnemar_b": int(b.sum()),
+            "mcnemar_c": int(c.sum()),
+            "mcnemar_clustered_chi2": _r(statistic),
+            "mcnemar_p": float(p_value),  # clustered by image; unrounded: small p-values matter
             "n_variants": len(model.variants),
             "images_only_in_model": len(model_grid.image_ids) - model.n_images,
             "images_only_in_base": len(base_grid.image_ids) - model.n_images,

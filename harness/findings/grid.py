@@ -8,6 +8,7 @@ scored as wrong.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,10 @@ class Grid:
     @property
     def refused(self) -> np.ndarray:
         return self.outcome == "refused"
+
+    @property
+    def answered(self) -> np.ndarray:
+        return self.valid & ~self.refused
 
     @property
     def correct(self) -> np.ndarray:
@@ -71,7 +76,18 @@ def weights_for(grid: Grid, replicates: int, seed: int) -> np.ndarray:
     """Point-estimate weights (row 0: all ones) stacked on stratified bootstrap weights.
 
     Stratifying by class keeps both classes in every replicate, so balanced accuracy
-    is always defined.
+    is always defined. The draw depends only on the images' classes, the number of
+    replicates and the seed, so the tests of one subject (and the two arms of a paired
+    comparison) share one read-only matrix instead of drawing it again.
     """
-    boot = bootstrap_weights(grid.n_images, replicates, seed, strata=grid.is_pos.astype(int))
-    return np.vstack([np.ones((1, grid.n_images)), boot])
+    return _cached_weights(np.asarray(grid.is_pos, dtype=bool).tobytes(), int(replicates), int(seed))
+
+
+@lru_cache(maxsize=32)
+def _cached_weights(is_pos: bytes, replicates: int, seed: int) -> np.ndarray:
+    strata = np.frombuffer(is_pos, dtype=bool).astype(int)
+    boot = bootstrap_weights(strata.size, replicates, seed, strata=strata)
+    weights = np.vstack([np.ones((1, strata.size)), boot])
+    weights.flags.writeable = False
+    return weights
+

@@ -1,7 +1,7 @@
 """Finding 1, near_random: is balanced accuracy demonstrably above chance?
 
 Balanced accuracy (refusals count wrong, errors excluded) is computed per prompt
-variant and aggregated over the task's variants (mean by default). The test passes
+variant and aggregated over the task's variants (mean by default, or median). The test passes
 iff the one-sided lower bound of the aggregate is at least chance + min_margin.
 CheckList type: minimum functionality.
 """
@@ -11,13 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import Thresholds
-from ..stats.bootstrap import percentile_bounds
+from ..stats.bootstrap import jackknife_weights, percentile_bounds
 from ..stats.metrics import grid_balanced_accuracy, grid_rate
 from ..verdict import Verdict, verdict_from_replicates
 from .grid import Grid, weights_for
 
 CHANCE = 0.5
-_AGGREGATES = {"mean": np.nanmean, "median": np.nanmedian, "max": np.nanmax}
+# "max" was removed: a percentile bound of a maximum over prompts is biased upwards
+# (false passes 33-100 % at the threshold); config/thresholds.py explains it to old files.
+_AGGREGATES = {"mean": np.nanmean, "median": np.nanmedian}
 
 
 def per_variant_ba(grid: Grid, weights: np.ndarray) -> np.ndarray:
@@ -58,12 +60,14 @@ def evaluate(grid: Grid, thresholds: Thresholds) -> Verdict:
     ba = per_variant_ba(grid, weights)
     refusal = grid_rate(grid.refused, grid.valid, weights)
     agg = aggregate(ba, cfg["aggregate"])
+    jack = aggregate(per_variant_ba(grid, jackknife_weights(grid.n_images)), cfg["aggregate"])
     threshold = CHANCE + cfg["min_margin"]
     return verdict_from_replicates(
         finding="near_random",
         metric=f"balanced_accuracy_{cfg['aggregate']}",
         point=float(agg[0]),
         replicates=agg[1:],
+        jackknife=jack,
         threshold=threshold,
         direction="ge",
         confidence=thresholds.confidence,

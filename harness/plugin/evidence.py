@@ -15,7 +15,8 @@ import pytest
 
 from ..baseline import load_baseline, update_baseline
 from ..core import ConfigError
-from ..results import merge_response_parts, unique_input_errors, write_input_errors, write_responses, write_summary
+from ..results import (answer_counts, merge_response_parts, unique_input_errors, write_input_errors, write_responses,
+                       write_summary)
 from ..verdict import FragilityFound
 from .fixtures import backend_factory
 from .prebuild import prebuild_organism
@@ -70,6 +71,30 @@ def stage_needs(items, suite) -> dict:
     return needs
 
 
+def needs_from_node_ids(ids, suite) -> dict:
+    """{(model, task): stages} for collected node ids (the xdist controller sees ids, not items).
+
+    A behaviour test's id ends in `[<model>-<task>...]` with registry names (params.py);
+    an id whose parameters name no selected model and task is not a behaviour test. The
+    stages are all a subject can need (the build decides only whether anything loads from
+    the organism), with the base of a fine-tuned model.
+    """
+    from .params import safe_id
+
+    prefixes = {f"{safe_id(m.name)}-{safe_id(t.key)}": (m, t) for m in suite.models for t in suite.tasks}
+    needs: dict = {}
+    for nodeid in ids:
+        if not nodeid.endswith("]") or "[" not in nodeid:
+            continue
+        param = nodeid[nodeid.rindex("[") + 1:-1]
+        for prefix, (model, task) in prefixes.items():
+            if param == prefix or param.startswith(prefix + "-"):
+                needs.setdefault((model.name, task.key), set()).update({"closed", "describe", "embed"})
+                if model.base_model:
+                    needs.setdefault((model.base_model, task.key), set()).add("closed")
+    return needs
+
+
 def group_of(item):
     """The item's xdist_group name (one per model; see params.py), None without one."""
     mark = item.get_closest_marker("xdist_group")
@@ -114,17 +139,10 @@ class EvidencePlugin:
     # -- the fill phase: every needed answer is in the store before any test asserts ------
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
-        if session.config.option.collectonly:
-            return None
-        if not _is_worker(session.config):  # serial run or xdist controller: train the organism visibly
-            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-            write = reporter.write_line if reporter is not None else (lambda line: print(line, file=sys.stderr))
-            # the xdist controller collects nothing: it goes by the selected models and their bases
-            needs = stage_needs(session.items, self.suite) or {
-                (name, None): {"closed", "describe"} for m in self.suite.models for name in (m.name, m.base_model) if name}
-            prebuild_organism(self.suite, needs, write)
-        if _is_controller(session.config):
-            return None
+        if session.config.option.collectonly or _is_controller(session.config):
+            return None  # the controller trains the organism when the workers' collection names a subject
+        if not _is_worker(session.config):  # serial run: train the organism visibly, if a selected test needs it
+            prebuild_organism(self.suite, stage_needs(session.items, self.suite), self._write_line)
         if _is_worker(session.config):
             # An xdist worker collects every test but runs only the groups sent to it:
             # it fills a model's answers when that model's first test arrives.
@@ -134,6 +152,26 @@ class EvidencePlugin:
         if needs:
             self.suite.fill(needs, backend_factory(self.suite), progress=self._progress())
         return None
+
+    def _write_line(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line, file=sys.stderr)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        """xdist controller: before any test is scheduled, train the organism visibly if the
+        collected tests need it (workers would otherwise wait on the build lock without a
+        word). A run that collects no behaviour test (e.g. `pytest harness/tests -n 2`)
+        builds nothing."""
+        if getattr(self, "_prebuilt", False):
+            return
+        needs = needs_from_node_ids(ids, self.suite)
+        if needs:
+            self._prebuilt = True
+            prebuild_organism(self.suite, needs, self._write_line)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item):
@@ -225,6 +263,7 @@ class EvidencePlugin:
             record.update(verdict.record())
             if not record["reason"]:
                 record["reason"] = verdict.message()
+        record["label"] = _label(record["outcome"], verdict)
         record.update(subject_evidence(self.suite, record["finding"], model, task, self._with_plots()))
         stats = self.suite.fill_stats.get((model, task))
         counts = {}  # for the controller's terminal line under xdist: this subject's fills and its base's
@@ -234,6 +273,12 @@ class EvidencePlugin:
                 counts[f"{name}\t{task}"] = {"cached": filled.cached, "generated": filled.generated, "errors": filled.errors}
         if counts:
             record["fill_counts"] = counts
+        memo = self.suite.__dict__.setdefault("_answer_counts", {})
+        answers = {f"{name}\t{task}": memo.get((name, task)) or memo.setdefault(
+                       (name, task), answer_counts(self.suite.results[("closed", name, task)]))
+                   for name in (model, record["base_model"]) if ("closed", name, task) in self.suite.results}
+        if answers:  # how the answers were read: parser, judge, token cap (travels with the record under xdist)
+            record["answer_counts"] = answers
         if stats is not None and stats.image_errors:  # travels with the record, so xdist keeps it
             record["input_errors"] = [{"task": task, "image_id": k, "error": v} for k, v in sorted(stats.image_errors.items())]
         if self.suite.remote_destinations:
@@ -286,8 +331,9 @@ class EvidencePlugin:
             write_summary(settings.results_dir, list(self.records.values()))
             write_input_errors(settings.results_dir, unique_input_errors(list(self.records.values())))
         if settings.update_baseline and self.records:
+            # a pass or a skip (not applicable) drops a recorded fragility; errors keep it
             ran = {t: (r if r["outcome"] == "failed" else None) for t, r in self.records.items()
-                   if r["outcome"] in ("passed", "failed")}
+                   if r["outcome"] in ("passed", "failed", "skipped")}
             entries = update_baseline(settings.baseline_path, ran)
             sys.stderr.write(f"\nmedvlm: baseline {settings.baseline_path} now records {len(entries)} known fragilities\n")
 
@@ -304,12 +350,13 @@ def subject_evidence(suite, finding: str, model: str, task: str, with_plots: boo
     if finding == "embedding_separability" and with_plots:
         emb = suite.results.get(("embed", model, task))
         if emb is not None and len(emb.image_ids) >= 5:
+            from ..findings.embedding_separability import scatter_sample, tsne_points
+
+            pick = scatter_sample(emb.is_pos)
             cache = suite.__dict__.setdefault("_tsne_cache", {})
             if (model, task) not in cache:
-                from ..findings.embedding_separability import tsne_points
-
-                cache[(model, task)] = tsne_points(emb.vectors, suite.thresholds.seed).tolist()
-            extra["scatter"] = {"points": cache[(model, task)], "is_pos": emb.is_pos.tolist()}
+                cache[(model, task)] = tsne_points(emb.vectors[pick], suite.thresholds.seed).tolist()
+            extra["scatter"] = {"points": cache[(model, task)], "is_pos": emb.is_pos[pick].tolist()}
     return extra
 
 
@@ -328,6 +375,14 @@ def _outcome(report, call, item) -> str:
     if call.excinfo is not None and call.excinfo.errisinstance(FragilityFound):
         return "failed"
     return "error"
+
+
+def _label(outcome: str, verdict) -> str:
+    """robust / fragile / inconclusive from the verdict; a skip is not_applicable; a test
+    that errored before a verdict has no evidence either way: inconclusive."""
+    if verdict is not None:
+        return verdict.label
+    return "not_applicable" if outcome == "skipped" else "inconclusive"
 
 
 def _reason(report, call) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 
-from ..results import unique_input_errors
+from ..results import unique_answer_counts, unique_input_errors
 from .evidence import batch_invariance_by_model
 from .plots import plot_scatter
 from .report import plot_difficulty, plot_per_prompt, render_evidence
@@ -118,4 +118,5 @@ class HtmlHooks:
         order = sorted(suite.registry.tasks, key=lambda k: suite.registry.tasks[k].difficulty)
         prefix.append(render_report_header(
             records, difficulty_png=png, remote_destinations=remote_destinations(suite, records), task_order=order,
-            input_errors=unique_input_errors(records), batch_invariance=batch_invariance_by_model(suite, records)))
+            input_errors=unique_input_errors(records), batch_invariance=batch_invariance_by_model(suite, records),
+            answer_counts=unique_answer_counts(records)))

@@ -9,6 +9,12 @@ from typing import Optional
 GROUP = "medvlm-fragility"
 
 
+# The default sample size, chosen from the calibration study (bench/calibration.py, README
+# "What the suite can detect"): the smallest of 50/100/200 per class at which every test
+# passes its robust subject >= 0.9 and fails its fragile subject >= 0.8.
+DEFAULT_N_PER_CLASS = 100
+
+
 def add_options(parser) -> None:
     group = parser.getgroup(GROUP, "medvlm-fragility: behaviour tests for medical VLMs")
     add = group.addoption
@@ -20,7 +26,8 @@ def add_options(parser) -> None:
     add("--data-root", default=None, metavar="DIR", help="ImageFolder root: DIR/<task>/<class>/<image>")
     add("--hf-datasets", action="store_true", default=False,
         help="load each task from its Hugging Face dataset (needs the 'datasets' extra and a local cache)")
-    add("--n-per-class", type=int, default=50, metavar="N", help="images sampled per class (default 50)")
+    add("--n-per-class", type=int, default=DEFAULT_N_PER_CLASS, metavar="N",
+        help=f"images sampled per class (default {DEFAULT_N_PER_CLASS}, chosen from bench/calibration.py)")
     add("--seed", type=int, default=42, metavar="N", help="sampling seed (default 42)")
     add("--cache-dir", default=None, metavar="DIR", help="response store and built models (default .medvlm-cache)")
     add("--results-dir", default=None, metavar="DIR", help="write summary.json and responses.csv here")

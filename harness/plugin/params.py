@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from ..core import PERTURBATION_FAMILIES
+from ..core import DIRECTIONAL_FAMILIES, PERTURBATION_FAMILIES
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_.+-]")
 
@@ -46,7 +46,11 @@ def parametrize_subjects(metafunc, suite) -> None:
             base_id = f"{safe_id(model.name)}-{safe_id(task.key)}"
             if with_perturbation:
                 for family in PERTURBATION_FAMILIES:
-                    params.append(pytest.param((model.name, task.key), family, id=f"{base_id}-{family}", marks=marks))
+                    family_marks = marks
+                    if finding and family in DIRECTIONAL_FAMILIES:  # a hint must not hurt: a direction check
+                        family_marks = [*marks, pytest.mark.finding(finding, check="direction")]
+                    params.append(pytest.param((model.name, task.key), family, id=f"{base_id}-{family}",
+                                               marks=family_marks))
             else:
                 params.append(pytest.param((model.name, task.key), id=base_id, marks=marks))
     names = ["subject", "perturbation"] if with_perturbation else ["subject"]

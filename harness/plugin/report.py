@@ -41,7 +41,7 @@ CELL_STATES: dict[str, tuple[str, str]] = {
     "skipped": ("skipped", "mvf-skipped"),
     "error": ("error", "mvf-error"),
 }
-# A failure whose point estimate is on the passing side (SPEC §2).
+# Neither bound decides (SPEC §2): the data show neither robustness nor the fragility.
 INCONCLUSIVE_STATE = ("inconclusive", "mvf-inconclusive")
 
 # Worst first: the state a grid cell shows when several tests share it.  A
@@ -52,8 +52,8 @@ _RANK = {s: i for i, s in enumerate(_WORST_FIRST)}
 
 _MEANING = {
     "error": "the test could not run (backend errors over the limit, harness fault)",
-    "failed": "the model shows the fragility: the confidence bound is on the failing side",
-    "inconclusive": "fails, but the point estimate passes: more images would decide it",
+    "failed": "fragile: the data show the fragility (the other confidence bound is past the threshold too)",
+    "inconclusive": "neither bound decides (fails the gate by default): more images would decide it",
     "xpassed": "a fragility recorded in the baseline disappeared (strict: fails the run)",
     "xfailed": "a known fragility, recorded in the baseline",
     "skipped": "not run here (see the reason)",
@@ -126,8 +126,8 @@ def state_of(record: Mapping) -> str:
     record it should not have, and hiding it would hide a fault.
     """
     outcome = record.get("outcome")
-    if outcome == "failed" and record.get("inconclusive"):
-        return "inconclusive"
+    if outcome in ("failed", "passed") and (record.get("label") == "inconclusive" or record.get("inconclusive")):
+        return "inconclusive"  # fails by default; passes only under `inconclusive = "pass"`
     return outcome if outcome in CELL_STATES else "error"
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 
-__all__ = ["render_report_header", "render_batch_invariance", "render_input_errors", "render_thumbnails"]
+__all__ = ["render_report_header", "render_answer_counts", "render_batch_invariance", "render_input_errors",
+           "render_thumbnails"]
 
 from .report import _MAX_TABLE_ROWS, _PNG_MAGIC, _images_html, _truncate, escape, render_summary_grid
 
@@ -79,11 +80,36 @@ def render_batch_invariance(per_model: Mapping[str, Mapping]) -> str:
             f"<ul>{examples}</ul></section>")
 
 
+_ANSWER_COLUMNS = (("answers", "answers"), ("unparsed", "parser could not read"), ("judge_read", "read by the judge"),
+                   ("truncated", "hit the token cap"), ("reasked", "asked again, longer"),
+                   ("cut_off_unparsed", "still cut off, unread"))
+
+
+def render_answer_counts(per_subject: Mapping[str, Mapping]) -> str:
+    """How each subject's answers were read: parser, judge, token cap (SPEC §3).
+
+    Always shown, so a reader sees that nothing was cut off; a subject with answers
+    still cut off after the last re-ask is flagged (they are scored as refusals).
+    """
+    if not per_subject:
+        return ""
+    head = "".join(f"<th>{escape(label)}</th>" for _, label in _ANSWER_COLUMNS)
+    rows = []
+    for key, counts in sorted(per_subject.items()):
+        model, _, task = str(key).partition("\t")
+        flag = ' class="mvf-flag"' if counts.get("cut_off_unparsed") else ""
+        cells = "".join(f"<td>{int(counts.get(name, 0) or 0)}</td>" for name, _ in _ANSWER_COLUMNS)
+        rows.append(f"<tr{flag}><td>{escape(model)}</td><td>{escape(task)}</td>{cells}</tr>")
+    return (f'<section class="mvf-answers"><h3>How the answers were read</h3><table><tr><th>model</th><th>task</th>'
+            f"{head}</tr>{''.join(rows)}</table></section>")
+
+
 def render_report_header(records: list[dict], *, difficulty_png: bytes | None,
                          remote_destinations: list[str],
                          task_order: list[str] | None = None,
                          input_errors: list[Mapping] | None = None,
-                         batch_invariance: Mapping[str, Mapping] | None = None) -> str:
+                         batch_invariance: Mapping[str, Mapping] | None = None,
+                         answer_counts: Mapping[str, Mapping] | None = None) -> str:
     """Everything above the results table: grid, difficulty plot, input errors, batch invariance, data egress."""
     parts = [render_summary_grid(records, task_order=task_order)]
     if difficulty_png:
@@ -91,6 +117,7 @@ def render_report_header(records: list[dict], *, difficulty_png: bytes | None,
                      + _images_html({"balanced accuracy by task difficulty": difficulty_png})
                      + "</section>")
     parts.append(render_input_errors(input_errors or []))
+    parts.append(render_answer_counts(answer_counts or {}))
     parts.append(render_batch_invariance(batch_invariance or {}))
     parts.append(_remote_line(remote_destinations))
     return "".join(parts)

@@ -220,4 +220,5 @@ class _Handler(BaseHTTPRequestHandler):
         if result.error is not None or result.text is None:
             raise _HTTPError(500, f"generation failed: {result.error or 'no text'}")
         content = result.text if fault is None or fault.content is MODEL_ANSWER else fault.content
-        return 200, chat_completion(state.served_name, content), {}
+        truncated = result.truncated and (fault is None or fault.content is MODEL_ANSWER)
+        return 200, chat_completion(state.served_name, content, truncated=truncated), {}

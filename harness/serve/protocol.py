@@ -123,14 +123,15 @@ def _max_tokens(body: dict) -> int:
     return DEFAULT_MAX_TOKENS
 
 
-def chat_completion(model: str, content: Optional[str]) -> dict:
-    """An OpenAI ChatCompletion object holding one assistant answer."""
+def chat_completion(model: str, content: Optional[str], *, truncated: bool = False) -> dict:
+    """An OpenAI ChatCompletion object holding one assistant answer; `finish_reason` is
+    "length" when the answer stopped at the token cap, as vLLM and OpenAI report it."""
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "length" if truncated else "stop",
                      "logprobs": None}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
     }

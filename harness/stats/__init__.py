@@ -1,9 +1,9 @@
 """Statistics layer: binomial intervals, image-level bootstrap, metrics, paired tests."""
 
-from harness.stats.bootstrap import bootstrap_se, bootstrap_weights, images_needed, percentile_bounds
+from harness.stats.bootstrap import bootstrap_se, bootstrap_weights, images_to_decide, percentile_bounds
 from harness.stats.intervals import clopper_pearson_interval, tail_probability, wilson_interval, z_value
 from harness.stats.metrics import grid_balanced_accuracy, grid_rate, point_metrics
-from harness.stats.significance import cochrans_q, mcnemar_exact
+from harness.stats.significance import cochrans_q, mcnemar_clustered
 
 __all__ = [
     "bootstrap_se",
@@ -12,8 +12,8 @@ __all__ = [
     "cochrans_q",
     "grid_balanced_accuracy",
     "grid_rate",
-    "images_needed",
-    "mcnemar_exact",
+    "images_to_decide",
+    "mcnemar_clustered",
     "percentile_bounds",
     "point_metrics",
     "tail_probability",

@@ -118,7 +118,8 @@ def _weighted_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def grid_balanced_accuracy(
-    correct: np.ndarray, valid: np.ndarray, is_pos: np.ndarray, weights: np.ndarray
+    correct: np.ndarray, valid: np.ndarray, is_pos: np.ndarray, weights: np.ndarray,
+    refused: np.ndarray | None = None, refusal_credit: float = 0.0,
 ) -> np.ndarray:
     """Balanced accuracy per bootstrap replicate and prompt variant: shape (B, n_variants).
 
@@ -127,6 +128,9 @@ def grid_balanced_accuracy(
     weights: (B, n_images) resampling counts. Sensitivity and specificity are weighted
     shares of correct cells among valid cells of each class; the four weighted sums for
     all variants come from one matrix product. nan where a class has no valid weight.
+    With `refused` and a `refusal_credit` of 0.5 a refusal scores as a coin flip instead
+    of a wrong answer (the gap findings: a refusal carries no information, so it must not
+    count as knowledge lost).
     """
     correct, valid = _check_grid(correct, valid)
     n_images, n_variants = valid.shape
@@ -137,7 +141,10 @@ def grid_balanced_accuracy(
 
     pos = valid & is_pos[:, None]
     neg = valid & ~is_pos[:, None]
-    masks = np.concatenate([correct & pos, pos, correct & neg, neg], axis=1).astype(float)
+    score = (correct & valid).astype(float)
+    if refused is not None and refusal_credit:
+        score = score + refusal_credit * (np.asarray(refused, dtype=bool) & valid & ~correct)
+    masks = np.concatenate([score * pos, pos, score * neg, neg], axis=1)
     sums = w @ masks
     hit_pos, n_pos, hit_neg, n_neg = np.split(sums, 4, axis=1)
     return (_weighted_ratio(hit_pos, n_pos) + _weighted_ratio(hit_neg, n_neg)) / 2.0

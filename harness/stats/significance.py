@@ -1,31 +1,39 @@
 """Paired significance tests reported beside the bootstrap verdicts.
 
 The verdicts themselves rest on bootstrap bounds; these classic tests are reported
-because reviewers expect them: exact McNemar for the fine-tune gain (model vs base on
-the same image and prompt) and Cochran's Q for "do prompt variants differ at all".
+because reviewers expect them: McNemar for the fine-tune gain (model vs base on the same
+image and prompt; clustered by image, since the prompts of one image are correlated)
+and Cochran's Q for "do prompt variants differ at all".
 Both take per-item correctness, so callers drop items with an error in any arm first.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import binom, chi2
+from scipy.stats import chi2
 
 
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts.
+def mcnemar_clustered(b: np.ndarray, c: np.ndarray) -> tuple[float, float]:
+    """McNemar's test for clustered pairs (Durkalski et al. 2003): (chi-square statistic, p-value).
 
-    b = items the first model got right and the second wrong, c = the reverse. Under
-    the null each discordant item is a fair coin, so the p-value is twice the smaller
-    binomial tail, capped at 1. Concordant items carry no information and are not
-    needed. No discordant items: nothing to test, p = 1.
+    b_i, c_i: the discordant counts within cluster i (here: the prompts of image i
+    where the first model is right and the second wrong, and the reverse). With
+    d_i = b_i − c_i, X^2 = (sum d_i)^2 / sum d_i^2 on 1 degree of freedom: the clusters
+    are independent, the pairs inside one are not. With clusters of one pair it is the
+    usual McNemar chi-square (b − c)^2 / (b + c). No discordant pair: (0, 1).
     """
-    if int(b) != b or int(c) != c or b < 0 or c < 0:
-        raise ValueError(f"discordant counts must be whole numbers >= 0, got b={b!r}, c={c!r}")
-    n = int(b) + int(c)
-    if n == 0:
-        return 1.0
-    return float(min(1.0, 2.0 * binom.cdf(min(int(b), int(c)), n, 0.5)))
+    b = np.asarray(b, dtype=float)
+    c = np.asarray(c, dtype=float)
+    if b.shape != c.shape or b.ndim != 1:
+        raise ValueError(f"b and c must be 1-d arrays of one length, got {b.shape} and {c.shape}")
+    if np.any(b < 0) or np.any(c < 0) or np.any(b != np.round(b)) or np.any(c != np.round(c)):
+        raise ValueError("discordant counts must be whole numbers >= 0")
+    d = b - c
+    denom = float(np.sum(d * d))
+    if denom == 0.0:
+        return 0.0, 1.0
+    statistic = float(np.sum(d)) ** 2 / denom
+    return statistic, float(chi2.sf(statistic, 1))
 
 
 def cochrans_q(x: np.ndarray) -> tuple[float, float, int]:

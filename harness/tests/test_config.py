@@ -120,6 +120,29 @@ def test_threshold_problem_messages(tmp_path, text, expected):
     assert expected in problems_of(exc)
 
 
+def test_old_threshold_files_are_told_what_changed(tmp_path):
+    """Keys and values that changed meaning are refused with the reason, never silently reinterpreted."""
+    text = ('inconclusive = "maybe"\n[near_random]\naggregate = "max"\n'
+            "[prompt_sensitivity]\nmax_accuracy_swing = 0.1\nmax_refusal_swing = 0.2\n")
+    with pytest.raises(ConfigError) as exc:
+        load_thresholds(write(tmp_path, "old.toml", text))
+    problems = problems_of(exc)
+    assert "prompt_sensitivity.max_accuracy_swing: renamed to max_true_accuracy_swing" in problems
+    assert "sampling noise removed" in problems
+    assert "prompt_sensitivity.max_refusal_swing: renamed to max_true_refusal_swing" in problems
+    assert "near_random.aggregate: 'max' was removed: a percentile bound of the maximum" in problems
+    assert "inconclusive: 'maybe' is not allowed; expected one of 'fail', 'pass'" in problems
+
+
+def test_new_threshold_keys_validate(tmp_path):
+    t = load_thresholds(write(tmp_path, "t.toml", 'inconclusive = "pass"\n[prompt_sensitivity]\nmax_hint_harm = 0.03\n'
+                                                  "[embedding_separability]\nimages_per_class = 150\ncomponents = 8\n"))
+    assert t.inconclusive == "pass" and t.prompt_sensitivity["max_hint_harm"] == 0.03
+    assert t.embedding_separability["images_per_class"] == 150 and t.embedding_separability["components"] == 8
+    with pytest.raises(ConfigError, match="probe_replicates: 10 is out of range"):
+        load_thresholds(write(tmp_path, "t2.toml", "[embedding_separability]\nprobe_replicates = 10\n"))
+
+
 def test_invalid_toml_names_file_and_position(tmp_path):
     path = write(tmp_path, "broken.toml", "seed = 1\nconfidence = = 0.9\n")
     with pytest.raises(ConfigError) as exc:

@@ -52,9 +52,9 @@ def vqa_grid(n_per_class: int, answer, seed: int = 1) -> Grid:
     return Grid([x[0] for x in items], list(VQA_VARIANTS), np.array([x[1] == "positive" for x in items]), outcome)
 
 
-def evaluate(desc_answer, vqa_answer, n=40, thresholds=FAST):
-    desc = description_grid_from_table(description_table(n, desc_answer))
-    return description_recovery.evaluate(desc, vqa_grid(n, vqa_answer), thresholds)
+def evaluate(desc_answer, vqa_answer, n=40, thresholds=FAST, seed=0):
+    desc = description_grid_from_table(description_table(n, desc_answer, seed=seed))
+    return description_recovery.evaluate(desc, vqa_grid(n, vqa_answer, seed=seed + 1), thresholds)
 
 
 # -- fragile vs robust ---------------------------------------------------------------
@@ -78,7 +78,45 @@ def test_direct_answers_better_than_descriptions_pass():
 
 def test_a_model_that_refuses_directly_but_describes_well_fails():
     verdict = evaluate(noisy(0.9), lambda i, label, rng: "refused")
-    assert verdict.details["vqa_ba"] == 0.0 and not verdict.passed
+    assert verdict.details["vqa_ba"] == 0.5 and verdict.label == "fragile"  # refusals: coin flips
+
+
+def test_a_model_that_refuses_often_and_knows_nothing_is_never_said_to_hide_knowledge():
+    """40 % refusals, random answers and random descriptions: counted wrong, the refusals would put
+    the direct arm at 0.3 and a chance-level diagnoser 0.2 "above" it."""
+    def refuses_and_guesses(i, label, rng):
+        return "refused" if rng.random() < 0.4 else rng.choice(["positive", "negative"])
+
+    labels = [evaluate(lambda i, label, rng: rng.choice(["positive", "negative"]), refuses_and_guesses, n=50,
+                       seed=seed) for seed in range(10)]
+    assert not any(v.label == "fragile" for v in labels)
+    assert all(abs(v.value) < 0.12 for v in labels)
+    assert all(v.details["vqa_refusal_rate"] == pytest.approx(0.4, abs=0.06) for v in labels)
+
+
+def test_the_answered_only_gap_is_reported_beside_it():
+    def half_refused(i, label, rng):
+        return "refused" if i % 2 else label
+
+    verdict = evaluate(noisy(1.0), half_refused, n=20)
+    assert verdict.details["vqa_ba"] == pytest.approx(0.75)  # half right, half coin flips
+    assert verdict.value == pytest.approx(0.25)
+    assert verdict.details["answered_only_gap"] == pytest.approx(0.0)  # where it answered, it was right
+
+
+def test_the_gap_is_paired_by_image():
+    """Descriptions that repeat the direct answers except on a few images: a small gap whose bound
+    stays tight, because both arms move with the same resampled images."""
+    answers = vqa_grid(60, noisy(0.7), seed=4)
+    outcome = np.repeat(answers.outcome[:, :1], len(DESCRIBE) * len(TEMPLATES), axis=1)
+    first = np.repeat(answers.outcome[:, :1], len(VQA_VARIANTS), axis=1)
+    wrong = np.flatnonzero(first[:, 0] != np.where(answers.is_pos, "positive", "negative"))[:6]
+    outcome[wrong] = np.where(answers.is_pos[wrong], "positive", "negative")[:, None]
+    desc = Grid(answers.image_ids, [f"{d}/{t}" for d in DESCRIBE for t in TEMPLATES], answers.is_pos, outcome)
+    direct = Grid(answers.image_ids, VQA_VARIANTS, answers.is_pos, first)
+    verdict = description_recovery.evaluate(desc, direct, FAST)
+    assert verdict.value == pytest.approx(0.05)
+    assert verdict.ci_high - verdict.value < 0.05 and verdict.ci_low > 0.0  # unpaired: about ±0.1
 
 
 # -- formulas and pairing ------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from statsmodels.stats.contingency_tables import mcnemar
+from scipy.stats import chi2
 
 from harness.core import HarnessError, Thresholds
 from harness.findings import finetune_gain
@@ -146,15 +146,48 @@ def test_point_delta_and_per_variant_numbers():
     assert verdict.value == pytest.approx(1 - (1 + 0.5 + 0.5) / 3)
 
 
-def test_mcnemar_matches_statsmodels_over_cells_valid_in_both():
+def test_mcnemar_counts_cells_valid_in_both_and_clusters_them_by_image():
     base = make_grid(30, lambda i, label, v, rng: rng.choice(["positive", "negative", "refused", "error"], p=[.4, .4, .1, .1]), seed=1)
     model = make_grid(30, lambda i, label, v, rng: rng.choice([label, other(label), "error"], p=[.7, .2, .1]), seed=2)
     d = finetune_gain.evaluate(model, base, FAST).details
     both = model.valid & base.valid
-    m, b = model.correct[both], base.correct[both]
-    table = [[np.sum(m & b), np.sum(m & ~b)], [np.sum(~m & b), np.sum(~m & ~b)]]
-    assert (d["mcnemar_b"], d["mcnemar_c"]) == (table[0][1], table[1][0])
-    assert d["mcnemar_p"] == pytest.approx(mcnemar(table, exact=True).pvalue)
+    b = np.sum(both & model.correct & ~base.correct, axis=1)
+    c = np.sum(both & ~model.correct & base.correct, axis=1)
+    assert (d["mcnemar_b"], d["mcnemar_c"]) == (b.sum(), c.sum())
+    dd = b - c
+    statistic = dd.sum() ** 2 / np.sum(dd * dd)
+    assert d["mcnemar_clustered_chi2"] == pytest.approx(statistic, abs=1e-4)
+    assert d["mcnemar_p"] == pytest.approx(chi2.sf(statistic, 1))
+
+
+def test_the_gain_has_percentile_bounds_of_the_paired_replicates():
+    from harness.findings.grid import weights_for
+    from harness.stats.bootstrap import percentile_bounds
+
+    base = make_grid(30, noisy(0.7))
+    model = derived(base, fix_share(0.3))
+    verdict = finetune_gain.evaluate(model, base, FAST)
+    w = weights_for(model, 400, FAST.seed)
+    delta = finetune_gain.mean_ba(model, w)[1] - finetune_gain.mean_ba(base, w)[1]
+    assert (verdict.ci_low, verdict.ci_high) == pytest.approx(percentile_bounds(delta[1:], 0.95))
+
+
+def test_near_zero_gain_the_lower_bound_decides():
+    """A gain whose estimate is positive but whose lower bound is not: inconclusive, not robust; a
+    loss whose upper bound still reaches 0: inconclusive, not fragile."""
+    base = make_grid(40, noisy(0.7))
+    small_gain = derived(base, lambda i, is_pos, o, rng: truth(is_pos) if i < 2 else o)
+    gain = finetune_gain.evaluate(small_gain, base, FAST)
+    assert gain.value > 0 and gain.ci_low <= 0 < gain.ci_high and gain.label == "inconclusive"
+    def churn(i, is_pos, o, rng):  # breaks 6 % of right answers, fixes 16 % of wrong ones: a near-zero net
+        right = o == truth(is_pos)
+        if right and rng.random() < 0.06:
+            return other(truth(is_pos))
+        return truth(is_pos) if not right and rng.random() < 0.16 else o
+
+    small_loss = derived(base, churn)
+    loss = finetune_gain.evaluate(small_loss, base, FAST)
+    assert loss.value < 0 < loss.ci_high and loss.label == "inconclusive"
 
 
 def test_grids_are_aligned_on_common_images_and_variants():

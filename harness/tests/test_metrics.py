@@ -204,3 +204,15 @@ def test_grid_rejects_misshapen_input():
         grid_balanced_accuracy(correct, correct, np.ones(4, dtype=bool), np.ones(4))
     with pytest.raises(ValueError):
         grid_rate(correct, correct, np.ones((2, 5)))
+
+
+def test_refusals_score_as_wrong_unless_a_credit_is_given():
+    """Only the gap findings give refusals coin-flip credit; the default scores them as wrong."""
+    correct = np.array([[True], [False], [True], [False]])
+    refused = np.array([[False], [True], [False], [True]])
+    valid = np.ones((4, 1), dtype=bool)
+    is_pos = np.array([True, True, False, False])
+    ones = np.ones((1, 4))
+    assert grid_balanced_accuracy(correct, valid, is_pos, ones, refused=refused)[0, 0] == pytest.approx(0.5)
+    assert grid_balanced_accuracy(correct, valid, is_pos, ones, refused=refused,
+                                  refusal_credit=0.5)[0, 0] == pytest.approx(0.75)

@@ -189,10 +189,13 @@ def test_a_retry_moves_to_the_next_server(serve, client, images, expected):
 
 
 @pytest.mark.parametrize("content", ["", "  \n", None], ids=["empty", "whitespace", "null"])
-def test_empty_answers_are_errors_not_answers(serve, client, images, content):
+def test_an_empty_answer_is_the_models_silence_not_an_error(serve, client, images, content):
+    """The call succeeded and the model wrote nothing: a refusal to score (SPEC §3), not an error to drop."""
     srv = serve(faults=FaultPlan.first(1, Fault.empty(content)))
-    (res,) = client(srv.url).generate(image_requests(("square",))[:1], images)
-    assert res == GenerationResult(text=None, error="empty response")
+    backend = client(srv.url)
+    (res,) = backend.generate(image_requests(("square",))[:1], images)
+    assert res == GenerationResult(text="") and res.empty and not res.ok
+    assert backend.stats["empty"] == 1 and backend.stats["errors"] == 0
     assert len(srv.requests_seen) == 1
 
 

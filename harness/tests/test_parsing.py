@@ -1,9 +1,15 @@
-"""Tests of the deterministic answer parser: tricky examples and invariance properties."""
+"""Tests of the deterministic answer parser: tricky examples and invariance properties.
+
+The measurement on real model answers is in test_parsing_corpus.py; the examples here pin
+the decisions of harness/parsing.py one by one.
+"""
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from harness.core import PromptVariant, TaskSpec
@@ -24,6 +30,7 @@ TASKS = {
 }
 ABNORMAL = PromptVariant("abnormal", "Is this {modality} abnormal?", "yes_no", yes_means="positive")
 NORMAL = PromptVariant("normal", "Is this {modality} normal?", "yes_no", yes_means="negative")
+DISEASE = PromptVariant("disease", "Does this {modality} show {disease}?", "yes_no", yes_means="positive")
 CHOICE_PN = PromptVariant("ab", "A) {option_a} B) {option_b}", "choice", options=("positive", "negative"))
 CHOICE_NP = PromptVariant("ba", "A) {option_a} B) {option_b}", "choice", options=("negative", "positive"))
 
@@ -31,7 +38,7 @@ task_keys = st.sampled_from(sorted(TASKS))
 
 
 def test_parser_version_is_an_int():
-    assert PARSER_VERSION == 1
+    assert PARSER_VERSION == 2  # 2: issue 11, hedges judged per sentence, verdicts and statements read
 
 
 # ---------------------------------------------------------------- tricky examples
@@ -49,8 +56,10 @@ YES_NO_CASES = [
     ("Yes, probably.", "yes"), ("I could see a lesion. Yes.", "yes"),  # "probably" commits to an answer
     ("Yes... no", None), ("Yes. No.", None), ("yes no", None), ("yes/no", None), ("No, yes", None),
     ("Yes and no", None), ("Either yes or no.", None),
-    ("Yes, but not certain", None),  # any hedge wins, wherever it is
-    ("No. Please consult a radiologist.", None), ("I cannot determine this from the image.", None),
+    ("Yes, but not certain", None),  # a hedge in the sentence that gives the answer withdraws it
+    # Changed in parser 2 (issue 11): advice to consult someone, in a sentence of its own,
+    # follows most real MedGemma/LLaVA answers without retracting them; it was None.
+    ("No. Please consult a radiologist.", "no"), ("I cannot determine this from the image.", None),
     ("I can't tell", None), ("I am unable to provide a diagnosis.", None), ("Not sure", None),
     ("Uncertain", None), ("It is difficult to say.", None), ("As an AI, I cannot diagnose.", None),
     ("I'm sorry, but I can't help with that.", None), ("Possibly yes", None), ("Maybe", None),
@@ -59,6 +68,24 @@ YES_NO_CASES = [
     ("none", None), ("noyes", None), ("No tumor", None),  # determiner "no": not an answer without the question
     ("No abnormality detected.", None), ("There is no tumor.", None), ("Positive", None), ("negative", None),
     ("", None), ("   ", None), ("\u0120qx zz lesion lesion", None), ("\u0120yes", None), ("...", None),
+    # parser 2 (issue 11): verdicts, hedges per sentence, doubt about the answer itself
+    ("Based on the image, the stomach wall appears to be thickened.\nSo the answer is yes.\n", "yes"),
+    ("It is difficult to definitively determine if there is a thickened wall.\n\nTherefore, the answer is **no**.",
+     "no"),  # the verdict settles the deliberation before it
+    ("Based on the provided chest X-ray, the answer is **no**.\n\nThe image shows a central line.", "no"),
+    ("Therefore, the answer is", None), ("Therefore, the answer is **no", "no"),  # cut off before / inside the bold
+    ("Yes.\n\nThe CT scan shows a large cystic lesion. These findings are abnormal.", "yes"),
+    ("Yes, there appears to be a large mass in the right upper quadrant. This could indicate a tumor.", "yes"),
+    ("Yes, there appears to be a large cystic structure, which could be a renal cyst.", None),
+    ("Yes, atelectasis is present. Further evaluation may be needed.", "yes"),
+    ("Based on the provided CT scan images, **no**, walled-off necrosis is not clearly visible.", "no"),
+    ("It is difficult to definitively determine the presence of a mass. However, there are findings that", None),
+    ("I cannot definitively answer \"yes\" or \"no\"", None), ("Yes. I am not sure.", None),
+    ("I am not sure. Yes.", None), ("Yes. So the answer is no.", None),
+    ("Therefore, the answer is yes. However, I cannot be certain.", None),
+    ("Human: Yes, there is airspace consolidation on the left side.", "yes"),  # LLaVA-Med v1.0 turn artefact
+    ("Human: The hemidiaphragms are flattened. Please choose from the following two options: [Yes, No]", None),
+    ("Yes, as a large language model, I can assist.", None), ("Yes.\nAs an AI, I can assist further.", "yes"),
 ]
 
 
@@ -120,7 +147,9 @@ ANSWER_CASES = [
     ("Invasive ductal carcinoma.", NORMAL, "histo", "positive"),
     ("Tumor? No.", ABNORMAL, "brain", "refused"),  # the class name and the answer word disagree
     ("Yes, pneumonia.", ABNORMAL, "pneumonia", "positive"),
-    ("No abnormality", NORMAL, "brain", "refused"), ("Pneumonia or normal", ABNORMAL, "pneumonia", "refused"),
+    # Changed in parser 2 (issue 11): "No abnormality" denies every finding, so it answers
+    # "Is this image normal?" as normal (negative) in any polarity; it was refused.
+    ("No abnormality", NORMAL, "brain", "negative"), ("Pneumonia or normal", ABNORMAL, "pneumonia", "refused"),
     ("Yes, possibly pneumonia", ABNORMAL, "pneumonia", "refused"), ("B", ABNORMAL, "brain", "refused"),
     ("A", CHOICE_PN, "skin", "positive"), ("A", CHOICE_NP, "skin", "negative"),
     ("benign", CHOICE_PN, "skin", "negative"), ("benign", CHOICE_NP, "skin", "negative"),
@@ -128,12 +157,53 @@ ANSWER_CASES = [
     ("(B) tumor", CHOICE_PN, "brain", "refused"), ("Yes", CHOICE_PN, "brain", "refused"),
     ("", ABNORMAL, "brain", "refused"), ("   ", CHOICE_PN, "brain", "refused"),
     ("\u0120qx zz lesion lesion", ABNORMAL, "brain", "refused"),
+    # parser 2 (issue 11): statements without a yes/no word, read as a careful person does
+    ("There is no evidence of a brain tumor.", ABNORMAL, "brain", "negative"),
+    ("There is no evidence of a brain tumor.", NORMAL, "brain", "negative"),  # a statement keeps its label
+    ("Based on the chest x-ray provided, there are **no obvious signs of pneumonia**.", DISEASE, "pneumonia",
+     "negative"),
+    ("Cardiomegaly is not apparent. The heart size appears within normal limits.", DISEASE, "pneumonia", "refused"),
+    ("The chest x-ray appears to be normal.", ABNORMAL, "pneumonia", "negative"),
+    ("The chest x-ray appears to be unremarkable.", NORMAL, "pneumonia", "negative"),
+    ("The brain appears normal.", ABNORMAL, "brain", "refused"),  # this task names no brain (see below)
+    ("The lungs appear clear.", ABNORMAL, "pneumonia", "refused"),  # said of a part, not the study
+    ("The image appears normal, but there is a small nodule.", ABNORMAL, "brain", "refused"),
+    ("There is no evidence of a brain tumor. There is a large hemorrhage.", ABNORMAL, "brain", "refused"),
+    ("There is no evidence of a brain tumor. There is a large hemorrhage.", DISEASE, "brain", "negative"),
+    ("The MRI shows a large tumor in the left frontal lobe.", DISEASE, "brain", "positive"),
+    ("The MRI shows a large tumor in the left frontal lobe.", NORMAL, "brain", "positive"),
+    ("It could be a tumor.", DISEASE, "brain", "refused"), ("If there were a tumor, it would be bright.", DISEASE,
+                                                             "brain", "refused"),
+    ("The lesion appears benign.", DISEASE, "skin", "negative"), ("The lesion is not malignant.", DISEASE, "skin",
+                                                                  "negative"),
+    ("Tumor absent.", DISEASE, "brain", "negative"), ("Tumor: not seen.", DISEASE, "brain", "refused"),
+    ("There is no hemorrhage and a tumor is present.", DISEASE, "brain", "refused"),
+    ("There is no hemorrhage, but a tumor is present.", DISEASE, "brain", "positive"),
+    ("There is no evidence of pneumothorax, pleural effusion, or pneumonia.", DISEASE, "pneumonia", "negative"),
+    ("The lungs are clear, with no opacity that would suggest pneumonia.", DISEASE, "pneumonia", "refused"),
+    ("Further evaluation is needed to rule out pneumonia.", DISEASE, "pneumonia", "refused"),
+    ("Please evaluate the image for the presence or absence of a tumor.", DISEASE, "brain", "refused"),
+    ("The answer is yes.", NORMAL, "brain", "negative"), ("So the answer is no.", DISEASE, "brain", "negative"),
+    ("Based on the image, there appears to be a", ABNORMAL, "brain", "refused"),  # cut off by the token cap
+    ("The image shows a brain MRI scan with a", ABNORMAL, "brain", "refused"),
+    ("No, there is no tumor. So the answer is yes.", DISEASE, "brain", "refused"),
+    ("It is difficult to definitively determine whether a tumor is present.", DISEASE, "brain", "refused"),
 ]
 
 
 @pytest.mark.parametrize("text, variant, task, expected", ANSWER_CASES)
 def test_parse_answer_examples(text, variant, task, expected):
     assert parse_answer(text, variant, TASKS[task]) == expected
+
+
+def test_normal_statement_about_the_organ_the_task_names():
+    """"The brain appears normal" answers for the study only when the task is about the brain
+    (fixtures/tasks.toml: modality "brain MRI", disease "a brain tumor")."""
+    task = TaskSpec(key="brain_tumor", title="b", modality="brain MRI", disease="a brain tumor", positive_name="tumor",
+                    negative_name="no tumor", difficulty=1, hints="")
+    assert parse_answer("The brain appears normal.", ABNORMAL, task) == "negative"
+    assert parse_answer("The brain appears normal.", NORMAL, task) == "negative"
+    assert parse_answer("The liver appears normal.", ABNORMAL, task) == "refused"
 
 
 def test_non_string_text_is_refused():
@@ -232,9 +302,54 @@ def test_arbitrary_text_never_crashes(text, key, variant):
     assert parse_choice(text, TASKS[key].positive_name, TASKS[key].negative_name) in ("A", "B", None)
 
 
+# Changed in parser 2 (issue 11): "a hedge anywhere refuses" no longer holds, since trailing
+# hedges in a sentence of their own only explain (the commonest error on real answers).
+# What holds instead: doubt about the answer refuses wherever it stands unless a verdict
+# follows it, and any hedge in the sentence that gives the answer refuses.
+DOUBTS = ["I am not sure. ", "It is difficult to definitively determine this. ", "I cannot determine this. ",
+          "I'm sorry, I can't tell from this image. "]
+
+
 @settings(max_examples=100, deadline=None)
-@given(text=st.text(max_size=60), key=task_keys)
-def test_hedged_text_is_always_refused(text, key):
-    for hedge in ("I am not sure. ", "Please consult a doctor. "):
-        assert parse_answer(hedge + text, ABNORMAL, TASKS[key]) == "refused"
-        assert parse_answer(text + " " + hedge, CHOICE_PN, TASKS[key]) == "refused"
+@given(text=st.text(max_size=60), key=task_keys, doubt=st.sampled_from(DOUBTS))
+def test_doubt_is_always_refused(text, key, doubt):
+    assume(re.search(r"answer|so|therefore|thus|hence|conclusion|summary|overall", text, re.IGNORECASE) is None)
+    assert parse_answer(doubt + text, ABNORMAL, TASKS[key]) == "refused"
+    assert parse_answer(text + " " + doubt, CHOICE_PN, TASKS[key]) == "refused"
+    assert parse_answer(text + "\n" + doubt, NORMAL, TASKS[key]) == "refused"
+
+
+HEDGES = ["possibly", "probably not certain but", "it may be that", "it might be", "maybe", "perhaps",
+          "it could be", "suggestive of", "I am not sure, but", "it is difficult to say, but"]
+ANSWER_SENTENCES = ["{W}, {H} there is a lesion", "{H} {W}", "{W}, {H}", "{W}, there is a lesion, {H} a tumor",
+                    "Based on the image, {W}, {H} it is visible"]
+TAILS = ["", ". The findings are described above.", ".\n\nThe heart is normal in size.", ". Please consult a doctor."]
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=task_keys, template=st.sampled_from(ANSWER_SENTENCES), hedge=st.sampled_from(HEDGES),
+       word=st.sampled_from(["yes", "no", "Yes", "No"]), tail=st.sampled_from(TAILS),
+       variant=st.sampled_from([ABNORMAL, NORMAL, DISEASE]))
+def test_hedge_in_the_answer_sentence_always_refuses(key, template, hedge, word, tail, variant):
+    text = template.format(W=word, H=hedge) + tail
+    assert parse_yes_no(text) is None
+    assert parse_answer(text, variant, TASKS[key]) == "refused"
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=task_keys, word=st.sampled_from(["Yes", "No"]), lead=st.sampled_from(["", "Based on the image, "]),
+       tail=st.sampled_from(["This could indicate an infection.", "Further evaluation may be needed.",
+                             "Please consult a radiologist.", "It might require follow-up."]))
+def test_hedge_in_a_later_sentence_keeps_the_answer(key, word, lead, tail):
+    text = f"{lead}{word}, the image shows the finding in question.\n\n{tail}"
+    assert parse_yes_no(text) == word.lower()
+    label = "positive" if word == "Yes" else "negative"
+    assert parse_answer(text, ABNORMAL, TASKS[key]) == label
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300), key=task_keys,
+       variant=st.sampled_from([ABNORMAL, NORMAL, DISEASE, CHOICE_PN, CHOICE_NP]))
+def test_parser_never_raises(text, key, variant):
+    assert parse_answer(text, variant, TASKS[key]) in ("positive", "negative", "refused")
+    assert parse_yes_no(text) in ("yes", "no", None)

@@ -105,7 +105,8 @@ def test_robust_subject_passes_with_zero_model_calls(suite_dir, built_cache, tmp
     record = next(r for r in summary["records"] if r["finding"] == "near_random")
     assert record["outcome"] == "passed" and record["ci_low"] >= record["threshold"]
     assert set(record) == {"finding", "test", "model", "base_model", "task", "perturbation", "metric",
-                           "value", "ci_low", "ci_high", "threshold", "outcome", "reason"}
+                           "value", "ci_low", "ci_high", "threshold", "outcome", "label", "reason"}
+    assert {r["label"] for r in summary["records"]} == {"robust"}
     assert (tmp_path / "res" / "responses.csv").is_file()
 
 
@@ -210,3 +211,53 @@ def test_plain_pytest_writes_the_report_and_results_by_default(suite_dir, built_
     shutil.rmtree(suite_dir.path / "results")
     run(suite_dir, cache, str(suite_dir.path)).assert_outcomes(passed=7)
     assert not (suite_dir.path / "report.html").exists() and not (suite_dir.path / "results").exists()
+
+
+# -- the fast inner loop: nothing is built or filled for a run with no behaviour test ----------
+HARNESS_LIKE_TEST = """
+def test_something_about_the_harness():
+    assert 1 + 1 == 2
+"""
+
+
+@pytest.mark.parametrize("workers", [None, "2"], ids=["serial", "xdist"])
+def test_a_run_that_collects_no_behaviour_test_builds_and_fills_nothing(pytester, tmp_path, monkeypatch, workers):
+    """`pytest harness/tests/test_swing.py` on a fresh machine: the plugin is active (the suite's
+    conftest), the default models are the organism, yet no behaviour test is collected, so the
+    organism must not be trained (it used to take about 4 minutes) and nothing is filled."""
+    empty = tmp_path / "organism"
+    empty.mkdir()
+    monkeypatch.setenv("MEDVLM_ORGANISM_DIR", str(empty))
+    pytester.makeconftest('pytest_plugins = ["harness.plugin"]\n')
+    pytester.makepyfile(test_harness_like=HARNESS_LIKE_TEST)
+    args = [f"--cache-dir={tmp_path / 'cache'}", "-p", "no:cacheprovider"] + (["-n", workers] if workers else [])
+    result = pytester.runpytest_subprocess(*args, timeout=120)
+    result.assert_outcomes(passed=1)
+    assert "training the model organism" not in result.stdout.str()
+    assert list(empty.iterdir()) == []
+    assert not (tmp_path / "cache" / "responses.sqlite").exists() or \
+        ResponseStore(tmp_path / "cache" / "responses.sqlite").count() == 0
+
+
+def test_inconclusive_passes_only_when_thresholds_say_so(suite_dir, built_cache, tmp_path):
+    """Three images per class cannot decide near_random for a model right on two thirds of them:
+    inconclusive fails the gate by default and passes with `inconclusive = "pass"`, labelled either way."""
+    def two_thirds(label, variant, _count={}):
+        seen = _count.setdefault(label, {})
+        seen.setdefault(variant.key, 0)
+        seen[variant.key] += 1
+        right = seen[variant.key] % 3 != 0
+        return robust(label if right else ("negative" if label == "positive" else "positive"), variant)
+
+    cache = prefill(built_cache, two_thirds)
+    strict = run(suite_dir, cache, f"--results-dir={tmp_path / 'strict'}", "-m", "near_random")
+    strict.assert_outcomes(failed=1)
+    record = json.loads((tmp_path / "strict" / "summary.json").read_text())["records"][0]
+    assert record["label"] == "inconclusive" and record["outcome"] == "failed"
+    lenient = suite_dir.path / "lenient.toml"
+    lenient.write_text('inconclusive = "pass"\n')
+    relaxed = run(suite_dir, cache, f"--results-dir={tmp_path / 'relaxed'}", "-m", "near_random",
+                  f"--thresholds={lenient}")
+    relaxed.assert_outcomes(passed=1)
+    record = json.loads((tmp_path / "relaxed" / "summary.json").read_text())["records"][0]
+    assert record["label"] == "inconclusive" and record["outcome"] == "passed"

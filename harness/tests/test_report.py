@@ -103,11 +103,16 @@ def test_cell_states_cover_every_outcome():
     assert len({v[1] for v in CELL_STATES.values()}) == 6
 
 
-def test_inconclusive_failure_has_its_own_label():
+def test_inconclusive_verdicts_have_their_own_label():
     assert cell_state(rec(outcome="failed", inconclusive=True))[0] == "inconclusive"
+    assert cell_state(rec(outcome="failed", label="inconclusive"))[0] == "inconclusive"
+    assert cell_state(rec(outcome="failed", label="fragile"))[0] == "FAIL"
     assert cell_state(rec(outcome="failed"))[0] == "FAIL"
-    # the flag only qualifies failures
-    assert cell_state(rec(outcome="passed", inconclusive=True))[0] == "pass"
+    # `inconclusive = "pass"`: the test passed, the cell still says the data did not decide
+    assert cell_state(rec(outcome="passed", label="inconclusive"))[0] == "inconclusive"
+    assert cell_state(rec(outcome="passed", label="robust"))[0] == "pass"
+    # a known (xfailed) inconclusive fragility stays "known"
+    assert cell_state(rec(outcome="xfailed", label="inconclusive"))[0] == "known"
 
 
 def test_unknown_outcome_is_shown_as_error():

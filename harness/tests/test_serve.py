@@ -94,7 +94,8 @@ def test_models_endpoint_and_completion_shape(server):
     assert status == 200
     assert body["object"] == "chat.completion" and body["model"] == "tiny-llava" and body["id"].startswith("chatcmpl-")
     (choice,) = body["choices"]
-    assert choice["index"] == 0 and choice["finish_reason"] == "stop"
+    # the untrained model writes its 4 tokens without an end token: cut off at the cap
+    assert choice["index"] == 0 and choice["finish_reason"] == "length"
     assert choice["message"]["role"] == "assistant" and isinstance(choice["message"]["content"], str)
     assert set(body["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}
 

@@ -22,12 +22,13 @@ from harness.stats import (
     bootstrap_weights,
     clopper_pearson_interval,
     cochrans_q,
-    images_needed,
-    mcnemar_exact,
+    images_to_decide,
+    mcnemar_clustered,
     percentile_bounds,
     wilson_interval,
     z_value,
 )
+from harness.stats.bootstrap import bca_bounds, jackknife_weights
 
 FAST = settings(max_examples=50, deadline=None)
 CONFIDENCES = st.sampled_from([0.8, 0.9, 0.95, 0.975, 0.99])
@@ -219,48 +220,109 @@ def test_percentile_bounds_reject_2d_input():
         percentile_bounds(np.zeros((10, 2)), 0.95)
 
 
-def test_images_needed_matches_worked_example():
-    # se = 0.05 (replicates +-0.05), gap 0.05, z(0.95) = 1.645: n = ceil(100 * 1.645^2) = 271.
-    reps = np.array([0.55, 0.65] * 50)
-    assert images_needed(0.60, 0.55, reps, 100, 0.95) == 271
-    # the hinted size does clear the threshold under the 1/sqrt(n) assumption
-    n = images_needed(0.60, 0.55, reps, 100, 0.95)
-    assert 0.60 - z_value(0.95, "one") * 0.05 * math.sqrt(100 / n) >= 0.55
+def test_images_to_decide_matches_worked_example():
+    # half-width 0.10 of the bound in use, gap 0.05, z(0.95) = 1.6449, z(0.8) = 0.8416:
+    # n = ceil(100 * (0.10 * 2.4865 / 1.6449 / 0.05)^2) = ceil(100 * 9.1406) = 915
+    assert images_to_decide(0.60, 0.50, 0.55, 100, 0.95, power=0.8) == 915
+    n = images_to_decide(0.60, 0.50, 0.55, 100, 0.95, power=0.8)
+    # at that size the bound clears the threshold even one z_0.8 short of the estimate
+    half = 0.10 * math.sqrt(100 / n)
+    assert 0.60 - half - z_value(0.8, "one") * half / z_value(0.95, "one") >= 0.55 - 1e-9
 
 
-def test_images_needed_undefined_cases():
-    reps = np.array([0.5, 0.6, 0.7])
-    assert images_needed(0.6, 0.6, reps, 50, 0.95) is None
-    assert images_needed(0.6, 0.5, np.full(20, 0.6), 50, 0.95) is None
-    assert images_needed(0.6, 0.5, np.full(20, np.nan), 50, 0.95) is None
-    assert images_needed(float("nan"), 0.5, reps, 50, 0.95) is None
+def test_images_to_decide_undefined_cases():
+    assert images_to_decide(0.6, 0.5, 0.6, 50, 0.95) is None  # estimate on the threshold
+    assert images_to_decide(0.6, 0.6, 0.5, 50, 0.95) is None  # a bound with no width
+    assert images_to_decide(float("nan"), 0.5, 0.55, 50, 0.95) is None
+    assert images_to_decide(0.6, float("inf"), 0.55, 50, 0.95) is None
+    with pytest.raises(ValueError):
+        images_to_decide(0.6, 0.5, 0.55, 50, 1.0)
 
 
 @FAST
-@given(
-    hnp.arrays(np.float64, st.integers(3, 100), elements=st.floats(0, 1, allow_nan=False)),
-    st.floats(0.01, 0.3),
-    st.floats(0.01, 0.3),
-    st.integers(10, 500),
-)
-def test_images_needed_monotone(reps, gap_a, gap_b, n_units):
-    assume(np.std(reps) > 1e-3)
+@given(st.floats(0.01, 0.3), st.floats(0.01, 0.3), st.floats(0.01, 0.3), st.integers(10, 500))
+def test_images_to_decide_monotone(gap_a, gap_b, half, n_units):
     small, large = sorted([gap_a, gap_b])
-    near = images_needed(0.5 + small, 0.5, reps, n_units, 0.95)
-    far = images_needed(0.5 + large, 0.5, reps, n_units, 0.95)
-    assert near >= far  # a point closer to the threshold needs more images
-    noisier = images_needed(0.5 + small, 0.5, 0.5 + 2 * (reps - reps.mean()), n_units, 0.95)
-    assert noisier >= near  # more spread needs more images
-    assert images_needed(0.5 + small, 0.5, reps, n_units, 0.99) >= near
-    assert images_needed(0.5 - small, 0.5, reps, n_units, 0.95) == near  # symmetric in the side
+    near = images_to_decide(0.5 + small, 0.5 + small - half, 0.5, n_units, 0.95)
+    far = images_to_decide(0.5 + large, 0.5 + large - half, 0.5, n_units, 0.95)
+    assert near >= far  # an estimate closer to the threshold needs more images
+    assert images_to_decide(0.5 + small, 0.5 + small - 2 * half, 0.5, n_units, 0.95) >= near  # a wider bound too
+    assert images_to_decide(0.5 + small, 0.5 + small - half, 0.5, n_units, 0.95, power=0.9) >= near
+    assert images_to_decide(0.5 - small, 0.5 - small + half, 0.5, n_units, 0.95) == near  # symmetric in the side
 
 
-def test_images_needed_exceeds_current_sample_when_bound_straddles():
+def test_jackknife_weights_leave_one_unit_out_or_one_group_out():
+    w = jackknife_weights(4)
+    assert w.shape == (4, 4) and np.all(w.sum(axis=1) == 3) and np.all(np.diag(w) == 0)
+    grouped = jackknife_weights(10, groups=4)
+    assert grouped.shape == (4, 10) and np.all((grouped == 0).sum(axis=0) == 1)  # each unit left out once
+    assert list(grouped[1]) == [1, 0, 1, 1, 1, 0, 1, 1, 1, 0]
+
+
+def test_a_grouped_jackknife_estimates_the_same_acceleration():
+    """The mean of 2000 exponential draws: acceleration skewness / (6 sqrt(n)) = 2 / (6 sqrt(2000))."""
+    rng = np.random.default_rng(5)
+
+    def accel(x, weights):
+        values = weights @ x / weights.sum(axis=1)
+        centred = values.mean() - values
+        return np.sum(centred ** 3) / (6 * np.sum(centred ** 2) ** 1.5)
+
+    samples = [rng.exponential(size=2000) for _ in range(20)]
+    full = np.mean([accel(x, jackknife_weights(2000, groups=2000)) for x in samples])
+    grouped = np.mean([accel(x, jackknife_weights(2000, groups=200)) for x in samples])
+    theory = 2 / (6 * math.sqrt(2000))
+    assert full == pytest.approx(theory, rel=0.25) and grouped == pytest.approx(theory, rel=0.35)
+
+
+def test_bca_without_bias_or_skew_is_the_percentile_interval():
+    reps = np.linspace(-1, 1, 2001)
+    jack = np.linspace(-1, 1, 50)  # symmetric: acceleration 0
+    assert bca_bounds(0.0, reps, jack, 0.9) == pytest.approx(percentile_bounds(reps, 0.9))
+    assert bca_bounds(0.0, reps, np.zeros(50), 0.9) == pytest.approx(percentile_bounds(reps, 0.9))
+
+
+def test_bca_corrects_median_bias_and_skew():
+    reps = np.linspace(0.0, 1.0, 1001)
+    # the estimate above 70 % of the replicates: both bounds move up
+    shifted = bca_bounds(0.7, reps, np.linspace(-1, 1, 50), 0.9)
+    plain = percentile_bounds(reps, 0.9)
+    assert shifted[0] > plain[0] and shifted[1] > plain[1]
+    # z0 = Phi^-1(0.7) = 0.5244: lower level Phi(2 z0 - 1.2816) = Phi(-0.2327) = 0.408
+    assert shifted[0] == pytest.approx(np.quantile(reps, 0.40799), abs=2e-3)
+    # a long left tail of the jackknife (negative acceleration) widens the upper side
+    skew = np.r_[np.zeros(45), -np.ones(5)]
+    jack_centred = skew.mean() - skew
+    accel = np.sum(jack_centred ** 3) / (6 * np.sum(jack_centred ** 2) ** 1.5)
+    low, high = bca_bounds(0.5, reps, skew, 0.9)
+    z = 1.2815516
+    expected_high = np.quantile(reps, __import__("scipy").stats.norm.cdf(z / (1 - accel * z)))
+    assert high == pytest.approx(expected_high, abs=2e-3)
+
+
+def test_bca_handles_nan_and_degenerate_input():
+    assert all(math.isnan(x) for x in bca_bounds(float("nan"), np.ones(10), np.ones(3), 0.9))
+    assert all(math.isnan(x) for x in bca_bounds(0.5, np.full(10, np.nan), np.ones(3), 0.9))
+    assert bca_bounds(0.5, np.full(100, 0.5), np.full(5, 0.5), 0.95) == (0.5, 0.5)
+    assert bca_bounds(2.0, np.linspace(0, 1, 101), np.linspace(0, 1, 9), 0.95)[0] <= 1.0  # estimate above every replicate
+    with pytest.raises(ValueError):
+        bca_bounds(0.5, np.ones(10), np.ones(3), 0.0)
+
+
+def test_bca_covers_a_skewed_rate_at_nominal_level():
+    """A small rate (flips, refusals) has a spread that grows with its level: BCa's upper bound
+    covers the truth at about the nominal rate where plain percentiles fall short."""
     rng = np.random.default_rng(0)
-    reps = rng.normal(0.62, 0.05, 2000)
-    low, _ = percentile_bounds(reps, 0.95)
-    assert low < 0.60 < 0.62
-    assert images_needed(0.62, 0.60, reps, 80, 0.95) > 80
+    truth, n, confidence = 0.08, 80, 0.95
+    hits = {"bca": 0, "percentile": 0}
+    weights = bootstrap_weights(n, 1000, seed=1)
+    jack = jackknife_weights(n)
+    for _ in range(400):
+        x = (rng.random(n) < truth).astype(float)
+        reps, loo = weights @ x / n, jack @ x / (n - 1)
+        hits["bca"] += bca_bounds(x.mean(), reps, loo, confidence)[1] >= truth
+        hits["percentile"] += percentile_bounds(reps, confidence)[1] >= truth
+    assert hits["bca"] / 400 >= 0.93 and hits["bca"] >= hits["percentile"]
 
 
 # --------------------------------------------------------------------------- significance
@@ -268,19 +330,50 @@ def test_images_needed_exceeds_current_sample_when_bound_straddles():
 
 @FAST
 @given(st.integers(0, 80), st.integers(0, 80), st.integers(0, 20), st.integers(0, 20))
-def test_mcnemar_exact_matches_statsmodels(b, c, a, d):
+def test_clustered_mcnemar_with_single_pairs_is_the_chi_square_mcnemar(b, c, a, d):
+    """Clusters of one pair: Durkalski's statistic is (b - c)^2 / (b + c), statsmodels' uncorrected test."""
     assume(b + c > 0)
-    expected = sm_mcnemar(np.array([[a, b], [c, d]]), exact=True).pvalue
-    assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-10, abs=1e-300)
+    per_b = np.r_[np.ones(b), np.zeros(c + a + d)]
+    per_c = np.r_[np.zeros(b), np.ones(c), np.zeros(a + d)]
+    statistic, p = mcnemar_clustered(per_b, per_c)
+    expected = sm_mcnemar(np.array([[a, b], [c, d]]), exact=False, correction=False)
+    assert statistic == pytest.approx(expected.statistic) and p == pytest.approx(expected.pvalue, abs=1e-12)
 
 
-def test_mcnemar_edge_cases():
-    assert mcnemar_exact(0, 0) == 1.0
-    assert mcnemar_exact(5, 5) == 1.0
-    assert mcnemar_exact(0, 10) == pytest.approx(2 * 0.5**10)
-    assert mcnemar_exact(3, 9) == mcnemar_exact(9, 3)
+def test_clustered_mcnemar_counts_clusters_not_pairs():
+    # 10 images, each with 12 prompts all discordant the same way on half of them: as pairs
+    # that is 60 vs 0 (p ~ 1e-14); as clusters it is 5 images of +12 and 5 of 0: still one-sided
+    b = np.r_[np.full(5, 12), np.zeros(5)]
+    c = np.zeros(10)
+    statistic, p = mcnemar_clustered(b, c)
+    assert statistic == pytest.approx(60.0 ** 2 / (5 * 144))  # (sum d)^2 / sum d^2 = 5
+    assert p == pytest.approx(__import__("scipy").stats.chi2.sf(5.0, 1))
+    assert mcnemar_clustered(np.zeros(4), np.zeros(4)) == (0.0, 1.0)
+    assert mcnemar_clustered(np.array([2, 0]), np.array([0, 2])) == (0.0, 1.0)
+
+
+def test_clustered_mcnemar_keeps_its_level_with_correlated_prompts():
+    """Two equally good models, answers correlated within an image: the exact test on cells was
+    significant in 39-58 % of runs; the clustered one in about 5 %."""
+    rng = np.random.default_rng(3)
+    significant = 0
+    for _ in range(300):
+        u = rng.random(100)
+        first = (u[:, None] < 0.7) ^ (rng.random((100, 12)) < 0.05)
+        second = (rng.random(100)[:, None] < 0.7) ^ (rng.random((100, 12)) < 0.05)
+        b = np.sum(first & ~second, axis=1)
+        c = np.sum(~first & second, axis=1)
+        significant += mcnemar_clustered(b, c)[1] < 0.05
+    assert significant / 300 < 0.09
+
+
+def test_clustered_mcnemar_rejects_bad_input():
     with pytest.raises(ValueError):
-        mcnemar_exact(-1, 3)
+        mcnemar_clustered(np.array([-1]), np.array([1]))
+    with pytest.raises(ValueError):
+        mcnemar_clustered(np.array([0.5]), np.array([1]))
+    with pytest.raises(ValueError):
+        mcnemar_clustered(np.array([1, 2]), np.array([1]))
 
 
 @FAST

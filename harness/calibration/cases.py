@@ -1,0 +1,215 @@
+"""The calibration cases: for every behaviour test, a threshold subject, a robust one and a fragile one.
+
+Each case is data: the test it measures, the truth it simulates and how to call the
+suite's own findings code on one simulated subject. `truth` is in the test's own
+units (the quantity its threshold is about), so "exactly at the threshold" means what
+it says. The subjects (harness/calibration/subjects.py) carry realistic noise: about
+5 % of answers changing between two equally good prompts (redraw 0.08), 2 % random
+refusals, answers correlated within an image; two arms about the same images (a model
+and its base, descriptions and direct answers) share an image's difficulty with
+probability 0.8 or 0.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..core import PromptVariant, Thresholds
+from ..findings import description_recovery, embedding_separability, finetune_gain, near_random, prompt_sensitivity
+from ..stats.swing import expected_range
+from . import subjects as sim
+
+K = 12  # closed-form prompt variants, as in fixtures/prompts.toml
+REDRAW = 0.08  # ≈ 5 % of answers change between two equally good prompts
+REFUSAL = 0.02
+FAMILY_PAIRS = {"option_order": 2, "answer_format": 6, "polarity": 2}  # pairs per family in fixtures/prompts.toml
+VARIANTS = [f"v{j}" for j in range(K)]
+PROBE_DIM = 64
+
+
+@dataclass(frozen=True)
+class Case:
+    """One simulated subject kind. `run(rng, n, thresholds)` returns the suite's Verdict."""
+
+    test: str
+    kind: str  # "threshold", "robust", "fragile" (or "midway" for the images-needed check)
+    truth: float
+    run: Callable
+    n_independent: bool = True  # False: the probe reads images_per_class images whatever n is
+
+
+def evenly_spread(centre: float, swing: float) -> np.ndarray:
+    """K values evenly spread around `centre` whose noise-free swing d2(K) · sd equals `swing`."""
+    base = np.linspace(-0.5, 0.5, K)
+    sd = np.std(base, ddof=1)
+    return centre + base * (swing / (expected_range(K) * sd) if swing else 0.0)
+
+
+def evenly_ranged(centre: float, true_range: float) -> np.ndarray:
+    """K values evenly spread over `true_range` around `centre` (the fragile subjects' "true range")."""
+    return centre + np.linspace(-0.5, 0.5, K) * true_range
+
+
+def _accuracy_for_ba(ba, refusal=REFUSAL):
+    return np.asarray(ba, dtype=float) / (1.0 - refusal)
+
+
+# -- near_random ----------------------------------------------------------------------
+def near_random_case(kind: str, ba: float) -> Case:
+    def run(rng, n, thresholds):
+        spec = sim.GridSpec(np.full(K, _accuracy_for_ba(ba)), np.full(K, REFUSAL), REDRAW)
+        return near_random.evaluate(sim.closed_grid(rng, n, spec, VARIANTS), thresholds)
+
+    return Case("near_random", kind, ba, run)
+
+
+# -- finetune_gain ----------------------------------------------------------------------
+def finetune_case(kind: str, delta: float, base_ba: float = 0.70) -> Case:
+    def run(rng, n, thresholds):
+        base_spec = sim.GridSpec(np.full(K, _accuracy_for_ba(base_ba)), np.full(K, REFUSAL), REDRAW)
+        model_spec = sim.GridSpec(np.full(K, _accuracy_for_ba(base_ba + delta)), np.full(K, REFUSAL), REDRAW)
+        latent = rng.random(2 * n)
+        base = sim.closed_grid(rng, n, base_spec, VARIANTS, latent=latent)
+        model = sim.closed_grid(rng, n, model_spec, VARIANTS, latent=sim.paired_latent(rng, latent, 0.8))
+        return finetune_gain.evaluate(model, base, thresholds)
+
+    return Case("finetune_gain", kind, delta, run)
+
+
+# -- prompt_sensitivity ---------------------------------------------------------------------
+def accuracy_swing_case(kind: str, swing: float, true_range: float | None = None) -> Case:
+    """`swing`: the noise-free swing (the estimand); or `true_range`: prompts evenly over that range."""
+    ba = evenly_ranged(0.78, true_range) if true_range is not None else evenly_spread(0.78, swing)
+    swing = float(expected_range(K) * np.std(ba, ddof=1))
+
+    def run(rng, n, thresholds):
+        spec = sim.GridSpec(_accuracy_for_ba(ba), np.full(K, REFUSAL), REDRAW)
+        return prompt_sensitivity.accuracy_swing(sim.closed_grid(rng, n, spec, VARIANTS), thresholds)
+
+    return Case("accuracy_swing", kind, swing, run)
+
+
+def refusal_swing_case(kind: str, swing: float, true_range: float | None = None) -> Case:
+    """Refusal rates from 2 % up: equal (robust), spread to the threshold, or over `true_range`."""
+    if true_range is not None:
+        refusal = REFUSAL + np.linspace(0.0, true_range, K)
+    else:
+        refusal = evenly_spread(0.0, swing)
+        refusal = refusal - refusal.min() + REFUSAL
+    swing = float(expected_range(K) * np.std(refusal, ddof=1))
+
+    def run(rng, n, thresholds):
+        spec = sim.GridSpec(np.full(K, 0.80), refusal, REDRAW)
+        return prompt_sensitivity.refusal_swing(sim.closed_grid(rng, n, spec, VARIANTS), thresholds)
+
+    return Case("refusal_swing", kind, swing, run)
+
+
+def flip_case(family: str, kind: str, flip: float) -> Case:
+    pairs = FAMILY_PAIRS[family]
+
+    def run(rng, n, thresholds):
+        grid, pair_names = sim.flip_pair_grid(rng, n, flip, pairs, accuracy=0.8, refusal=REFUSAL)
+        variants = [PromptVariant(b, "", "yes_no") for b, _ in pair_names]
+        variants += [PromptVariant(p, "", "yes_no", perturbs=((family, b),)) for b, p in pair_names]
+        return prompt_sensitivity.flip_rate(grid, variants, family, thresholds)
+
+    return Case(f"answer_flips[{family}]", kind, flip, run)
+
+
+def hint_case(kind: str, delta: float, ba: float = 0.78) -> Case:
+    def run(rng, n, thresholds):
+        accuracy = _accuracy_for_ba([ba, ba, ba + delta, ba + delta])
+        grid = sim.closed_grid(rng, n, sim.GridSpec(accuracy, np.full(4, REFUSAL), REDRAW), ["b0", "b1", "h0", "h1"])
+        variants = [PromptVariant("b0", "", "yes_no"), PromptVariant("b1", "", "yes_no"),
+                    PromptVariant("h0", "", "yes_no", perturbs=(("clinical_hint", "b0"),)),
+                    PromptVariant("h1", "", "yes_no", perturbs=(("clinical_hint", "b1"),))]
+        return prompt_sensitivity.hint_effect(grid, variants, "clinical_hint", thresholds)
+
+    return Case("clinical_hint", kind, delta, run)
+
+
+# -- the gaps -------------------------------------------------------------------------------
+def _coin_flip_accuracy(ba: float, refusal: float = REFUSAL) -> float:
+    """Accuracy among answers that gives balanced accuracy `ba` when a refusal scores 0.5."""
+    return (ba - 0.5 * refusal) / (1.0 - refusal)
+
+
+def description_case(kind: str, gap: float, vqa_ba: float = 0.70) -> Case:
+    def run(rng, n, thresholds):
+        latent = rng.random(2 * n)
+        vqa_spec = sim.GridSpec(np.full(K, _coin_flip_accuracy(vqa_ba)), np.full(K, REFUSAL), REDRAW)
+        desc_spec = sim.GridSpec(np.full(6, _coin_flip_accuracy(vqa_ba + gap)), np.full(6, REFUSAL), REDRAW)
+        vqa = sim.closed_grid(rng, n, vqa_spec, VARIANTS, latent=latent)
+        desc = sim.closed_grid(rng, n, desc_spec, [f"d{j}" for j in range(6)], latent=sim.paired_latent(rng, latent, 0.5))
+        return description_recovery.evaluate(desc, vqa, thresholds)
+
+    return Case("description_gap", kind, gap, run)
+
+
+def probe_case(kind: str, auroc: float) -> Case:
+    def run(rng, n, thresholds):
+        per_class = int(thresholds.embedding_separability["images_per_class"])
+        X, y, ids = sim.embeddings(rng, max(n, per_class), auroc, PROBE_DIM)
+        return embedding_separability.encoder_separates(X, y, ids, thresholds)
+
+    return Case("probe_auroc", kind, auroc, run, n_independent=False)
+
+
+class ReasoningGap:
+    """The reasoning-gap cases share their embedding subjects: the probe fit (the costly
+    part) depends only on the embeddings, so each is fitted once and paired with direct
+    answers of every gap and sample size. The truth is relative to what the probe
+    recipe achieves (its mean balanced accuracy over the subjects, `probe_ba`): the
+    test's estimand is this probe's edge over the answers."""
+
+    def __init__(self, rng: np.random.Generator, subjects: int, thresholds: Thresholds, auroc: float = 0.95):
+        per_class = int(thresholds.embedding_separability["images_per_class"])
+        self.data = [sim.embeddings(rng, per_class, auroc, PROBE_DIM) for _ in range(subjects)]
+        self.thresholds = thresholds
+        accuracies = []
+        for X, y, ids in self.data:
+            fit = embedding_separability.fit_probe(X, y, ids, thresholds)
+            hits = (fit.scores[0] > 0) == y
+            accuracies.append(0.5 * (hits[y].mean() + hits[~y].mean()))
+        self.probe_ba = float(np.mean(accuracies))
+
+    def case(self, kind: str, gap: float) -> Case:
+        def run(rng, n, thresholds, index=0):
+            X, y, ids = self.data[index % len(self.data)]
+            vqa_ba = self.probe_ba - gap
+            spec = sim.GridSpec(np.full(K, _coin_flip_accuracy(vqa_ba)), np.full(K, REFUSAL), REDRAW)
+            return embedding_separability.answers_use_encoder(X, y, ids, sim.closed_grid(rng, n, spec, VARIANTS),
+                                                              thresholds)
+
+        return Case("reasoning_gap", kind, gap, run)
+
+
+def closed_cases() -> list[Case]:
+    """Every case except the probe's, in the order of the README table."""
+    cases = [near_random_case("threshold", 0.60), near_random_case("robust", 0.75), near_random_case("fragile", 0.55),
+             finetune_case("threshold", 0.0), finetune_case("robust", 0.10), finetune_case("fragile", 0.0),
+             accuracy_swing_case("threshold", 0.10), accuracy_swing_case("robust", 0.0),
+             accuracy_swing_case("fragile", 0.0, true_range=0.20),
+             refusal_swing_case("threshold", 0.10), refusal_swing_case("robust", 0.0),
+             refusal_swing_case("fragile", 0.0, true_range=0.20)]
+    for family in FAMILY_PAIRS:
+        cases += [flip_case(family, "threshold", 0.10), flip_case(family, "robust", 0.05),
+                  flip_case(family, "fragile", 0.20)]
+    cases += [hint_case("threshold", -0.05), hint_case("robust", 0.0), hint_case("fragile", -0.15),
+              description_case("threshold", 0.10), description_case("robust", 0.0), description_case("fragile", 0.20)]
+    return cases
+
+
+def probe_cases() -> list[Case]:
+    return [probe_case("threshold", 0.75), probe_case("robust", 0.90), probe_case("fragile", 0.65)]
+
+
+def midway_cases() -> list[Case]:
+    """Subjects between the threshold and the robust case: where inconclusive verdicts
+    arise, to check the images-needed hint."""
+    return [near_random_case("midway", 0.675), accuracy_swing_case("midway", 0.05), flip_case("polarity", "midway", 0.075),
+            description_case("midway", 0.05)]

@@ -1,0 +1,98 @@
+"""The parser measured on real model answers (fixtures/answers/real_answers.csv).
+
+SPEC §3: on a corpus of real answers from public sources (several models and styles) the
+parser agrees with the careful human reading on at least 95 % of the clear answers and
+never picks the opposite label. Both splits are held to it: ``main`` (the answers the
+rules were designed on) and ``heldout`` (answers from other files, read by a person
+before the parser was run on them). `python -m harness.parsing_eval` prints the same
+numbers by model and style.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.core import PromptVariant
+from harness.parsing import parse_answer, parse_yes_no
+from harness.parsing_eval import CORPUS, SPLITS, evaluate, format_report, load_corpus, to_case
+
+ROWS = load_corpus()
+YES_NO_ROWS = [r for r in ROWS if r["kind"] == "yes_no"]
+
+
+def test_corpus_is_well_formed():
+    ids = [r["id"] for r in ROWS]
+    assert len(ids) == len(set(ids))
+    sizes = Counter(r["split"] for r in ROWS)
+    assert sizes["main"] >= 450 and sizes["heldout"] >= 100, sizes
+    for r in ROWS:
+        assert r["split"] in SPLITS and r["reading"] in ("positive", "negative", "refused", "ambiguous"), r["id"]
+        assert r["source"].startswith("github:") and "@" in r["source"] and r["model"] and r["question"], r["id"]
+        if r["kind"] == "yes_no":
+            assert r["yes_means"] in ("positive", "negative") and r["positive_name"], r["id"]
+        else:
+            assert r["kind"] == "choice" and sorted(r["options"].split(",")) == ["negative", "positive"], r["id"]
+            assert r["option_a"] and r["option_b"], r["id"]
+    for split in SPLITS:  # several models and both polarities in each split
+        rows = [r for r in ROWS if r["split"] == split]
+        assert len({r["model"] for r in rows}) >= 3
+        assert {r["yes_means"] for r in rows if r["kind"] == "yes_no"} == {"positive", "negative"}
+
+
+def test_splits_share_no_answer():
+    """The held-out answers come from other files than the main ones."""
+    files = {split: {r["source"].split("#")[0] for r in ROWS if r["split"] == split} for split in SPLITS}
+    assert not files["main"] & files["heldout"]
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_parser_reads_real_answers_as_a_person_does(split):
+    report = evaluate([r for r in ROWS if r["split"] == split])[split]
+    text = format_report({split: report}, show_disagreements=True)
+    assert report.total.opposite == 0, text
+    assert report.total.agreement >= 0.95, text
+
+
+def _flipped(variant: PromptVariant) -> PromptVariant:
+    other = "negative" if variant.yes_means == "positive" else "positive"
+    return PromptVariant(variant.key, variant.template, "yes_no", yes_means=other)
+
+
+@settings(max_examples=150, deadline=None)
+@given(row=st.sampled_from(YES_NO_ROWS))
+def test_polarity_inversion_swaps_word_answers_and_keeps_statements(row):
+    """A yes/no word means the other label when the question's polarity is inverted; a
+    statement ("There is no evidence of X", "appears normal") asserts the same label."""
+    case = to_case(row)
+    before = parse_answer(case.text, case.variant, case.task)
+    after = parse_answer(case.text, _flipped(case.variant), case.task)
+    if before == "refused":
+        assert after == "refused"
+    elif parse_yes_no(case.text) is not None:
+        assert after == ("negative" if before == "positive" else "positive")
+    else:
+        assert after == before
+
+
+def _respace(text: str, spaces: list[str]) -> str:
+    parts = text.split(" ")
+    return "".join(p + (spaces[i % len(spaces)] if i < len(parts) - 1 else "") for i, p in enumerate(parts))
+
+
+@settings(max_examples=150, deadline=None)
+@given(row=st.sampled_from(ROWS), case=st.sampled_from(["upper", "lower", "title", "swap"]),
+       spaces=st.lists(st.sampled_from([" ", "  ", "\t", " \t "]), min_size=1, max_size=4),
+       pad=st.tuples(st.sampled_from(["", " ", "\n", "\t"]), st.sampled_from(["", " ", "\n"])))
+def test_case_and_spacing_do_not_change_the_reading(row, case, spaces, pad):
+    c = to_case(row)
+    text = getattr(c.text, {"swap": "swapcase"}.get(case, case))()
+    variant_text = pad[0] + _respace(text, spaces) + pad[1]
+    assert parse_answer(variant_text, c.variant, c.task) == parse_answer(c.text, c.variant, c.task)
+
+
+def test_corpus_path_is_the_fixture():
+    assert CORPUS.name == "real_answers.csv" and CORPUS.parent.name == "answers"
