@@ -16,7 +16,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-MODELS = ["organism-llava-base", "organism-llava-med", "organism-gemma-base", "organism-gemma-med"]
+MODELS = ["organism-llava-base", "organism-llava-med", "organism-gemma-base", "organism-gemma-med",
+          "organism-gemma-med-v2"]
 TASKS = ["brain_tumor", "pneumonia", "skin_cancer", "histopathology"]
 
 
@@ -46,6 +47,13 @@ def main(argv=None) -> int:
         for task in TASKS:
             for r in find("finetune_gain", model, task):
                 print(f"  {model} {task}: {r['value']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] {r['label']}")
+    print()
+    print("regression (new version − previous), 90 % interval, label:")
+    for model in MODELS:
+        for task in TASKS:
+            for r in find("regression", model, task):
+                print(f"  {model} {task} {r['metric']}: {r['value']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] "
+                      f"{r['label']}")
     print()
     print("labels per finding:")
     by = Counter((r["finding"], r["label"]) for r in records)

@@ -125,7 +125,7 @@ def prefill(cache, models_file, n_per_class: int, models: list[str], task_keys: 
                 signal = (1.0 if item.label == "positive" else -1.0) * 2.0 * (acc - 0.45)
                 vec = rng.normal(size=32).astype(np.float32)
                 vec[:4] += signal
-                vectors.append((embedding_key(identity, item, emb["layer"], emb["pooling"]), name, item.image_id, vec))
+                vectors.append((embedding_key(identity, item, emb["layer"], emb["pooling"], emb["features"]), name, item.image_id, vec))
             for row in rows:
                 counts[row["stage"]] += 1
             store.put_many(rows)

@@ -23,6 +23,7 @@ FINDINGS: tuple[str, ...] = (
     "prompt_sensitivity",
     "description_recovery",
     "embedding_separability",
+    "regression",  # not one of the study's findings: a new version against the one it replaces
 )
 PERTURBATION_FAMILIES: tuple[str, ...] = ("option_order", "answer_format", "polarity", "clinical_hint")
 # Families that add information rather than reword: judged by direction ("must not hurt"),
@@ -62,6 +63,7 @@ class ModelSpec:
     base_url: tuple[str, ...] = ()
     api_key_env: Optional[str] = None
     base_model: Optional[str] = None
+    previous: Optional[str] = None  # the registry name of the version this one replaces (regression tests)
     trust_remote_code: bool = False
     dtype: Optional[str] = None  # None: bf16 on GPU, fp32 on CPU
     max_new_tokens: Optional[int] = None  # overrides the closed-form default
@@ -69,6 +71,14 @@ class ModelSpec:
     # for test models with random weights, whose every answer is cut-off noise
     reask: bool = True
     batch_size: Optional[int] = None
+    # "hf" only (issue 12): a chat template file that replaces the checkpoint's (an absolute
+    # path, resolved by the registry), image-processor settings that replace the
+    # checkpoint's (`image_processor_type` names a class to rebuild it as), and the
+    # checkpoint snapshot under fixtures/checkpoints/ that the preflight compares with
+    # (default: the one named like the entry, when there is one)
+    chat_template: Optional[str] = None
+    image_processor: dict = field(default_factory=dict, hash=False, compare=True)
+    snapshot: Optional[str] = None
     tags: tuple[str, ...] = ()
     # "openai" backend: requests in flight, per-request timeout, retries of 429/5xx/timeouts
     concurrency: int = 8
@@ -230,6 +240,9 @@ class Thresholds:
     max_error_rate: float = 0.05
     inconclusive: str = "fail"
     near_random: dict = field(default_factory=lambda: {"min_margin": 0.10, "aggregate": "mean"})
+    regression: dict = field(
+        default_factory=lambda: {"max_ba_loss": 0.03, "max_refusal_increase": 0.03, "max_flip_increase": 0.03}
+    )
     finetune_gain: dict = field(
         default_factory=lambda: {"min_gain": 0.0, "ceiling": 0.95, "noninferiority_margin": 0.02}
     )
@@ -242,6 +255,7 @@ class Thresholds:
         default_factory=lambda: {
             "min_probe_auroc": 0.75,
             "max_reasoning_gap": 0.10,
+            "features": "selected",
             "layer": -1,
             "pooling": "mean",
             "folds": 5,

@@ -28,15 +28,17 @@ class Embeddings:
     errors: dict
 
 
-def embedding_key(identity: dict, item: ImageItem, layer: int, pooling: str) -> str:
-    return cache_key(identity, stage="embed", prompt=f"layer={layer};pooling={pooling}",
+def embedding_key(identity: dict, item: ImageItem, layer: int, pooling: str, features: str = "hidden") -> str:
+    """The layer decides only raw hidden features; "selected" and "projector" follow the model."""
+    what = f"layer={layer}" if features == "hidden" else f"features={features}"
+    return cache_key(identity, stage="embed", prompt=f"{what};pooling={pooling}",
                      image_sha=item.sha256, settings={})
 
 
 def fill_embeddings(handle: BackendHandle, identity: dict, items: list[ImageItem], store: ResponseStore,
-                    *, layer: int, pooling: str, batch_size: int = 64) -> Embeddings:
+                    *, layer: int, pooling: str, features: str = "hidden", batch_size: int = 64) -> Embeddings:
     """Embeddings for every loadable image; images that fail to load are listed in errors."""
-    keys = {item.image_id: embedding_key(identity, item, layer, pooling) for item in items}
+    keys = {item.image_id: embedding_key(identity, item, layer, pooling, features) for item in items}
     found = store.get_vectors(list(keys.values()))
     missing = [item for item in items if keys[item.image_id] not in found]
     errors: dict = {}
@@ -51,7 +53,8 @@ def fill_embeddings(handle: BackendHandle, identity: dict, items: list[ImageItem
             if not loaded:
                 continue
             try:
-                vectors = handle.get().embed([images[i.image_id] for i in loaded], layer=layer, pooling=pooling)
+                vectors = handle.get().embed([images[i.image_id] for i in loaded], layer=layer, pooling=pooling,
+                                             features=features)
             except NotImplementedError as exc:
                 raise NoEncoder(str(exc)) from None
             handle.calls += len(loaded)

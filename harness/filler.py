@@ -73,6 +73,8 @@ class Filler:
         backend = handle._backend
         if backend is not None and hasattr(backend, "remote_destinations"):
             self.suite.remote_destinations.update(backend.remote_destinations())
+        if backend is not None and hasattr(backend, "notes"):  # endpoint backends: e.g. response_format ignored
+            self.suite.endpoint_notes.update(f"{handle.spec.name}: {line}" for line in backend.notes())
         handle.close()
 
     def _helper(self, role: str, name: str):
@@ -118,4 +120,5 @@ class Filler:
 
     def _embed(self, handle, identity, task, items):
         cfg = self.suite.thresholds.embedding_separability
-        return fill_embeddings(handle, identity, items, self.suite.store, layer=cfg["layer"], pooling=cfg["pooling"])
+        return fill_embeddings(handle, identity, items, self.suite.store, layer=cfg["layer"], pooling=cfg["pooling"],
+                               features=cfg["features"])

@@ -59,13 +59,15 @@ def unique_answer_counts(records: list[dict]) -> dict[str, dict]:
     return dict(sorted(found.items()))
 
 
-def write_summary(results_dir: Path, records: list[dict]) -> Path:
+def write_summary(results_dir: Path, records: list[dict], *, extra: dict | None = None) -> Path:
+    """summary.json: the records (SPEC §6), how each subject's answers were read, and any
+    `extra` top-level sections (the run's fingerprint, the changes since an earlier run)."""
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / "summary.json"
     answers = [{"model": key.split("\t")[0], "task": key.split("\t")[1], **counts}
                for key, counts in unique_answer_counts(records).items()]
     payload = {"version": 1, "records": [summary_record(r) for r in sorted(records, key=lambda r: r["test"])],
-               "answers": answers}
+               "answers": answers, **(extra or {})}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)

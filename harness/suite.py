@@ -62,6 +62,9 @@ class Suite:
         self.failures: dict[tuple[str, str, str], Exception] = {}
         self.fill_stats: dict[tuple[str, str], RunStats] = {}
         self.remote_destinations: set[str] = set()
+        # "<model>: <line>" for what endpoint backends noticed about their servers (e.g. a
+        # server that ignored response_format), gathered when each backend is closed
+        self.endpoint_notes: set[str] = set()
 
     @staticmethod
     def _load(problems: list[str], loader):

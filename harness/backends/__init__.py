@@ -18,16 +18,19 @@ KNOWN_BACKENDS: tuple[str, ...] = ("hf", "openai")
 __all__ = ["Backend", "KNOWN_BACKENDS", "make_backend"]
 
 
-def make_backend(spec: ModelSpec, *, cache_dir: Path, device: Optional[str] = None) -> Backend:
+def make_backend(spec: ModelSpec, *, cache_dir: Path, device: Optional[str] = None,
+                 strict_checkpoints: bool = False) -> Backend:
     """The backend for a registry entry. Cheap: models load on first use, not here.
 
     `cache_dir` is the harness cache (builtin tiny models are built under
-    `cache_dir/builtin/`); `device` overrides the default ("cuda" when available).
+    `cache_dir/builtin/`); `device` overrides the default ("cuda" when available);
+    `strict_checkpoints` makes a processor that differs from its checkpoint snapshot an
+    error instead of a warning (hf only; see hf_preflight.py).
     """
     if spec.backend == "hf":
         from harness.backends.hf import HFBackend
 
-        return HFBackend(spec, cache_dir=Path(cache_dir), device=device)
+        return HFBackend(spec, cache_dir=Path(cache_dir), device=device, strict_checkpoints=strict_checkpoints)
     if spec.backend == "openai":  # `device` does not apply: the server decides
         try:
             import openai  # noqa: F401

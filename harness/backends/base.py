@@ -33,7 +33,7 @@ class Backend(abc.ABC):
         HarnessError (a setup problem the user must fix) is raised.
         """
 
-    def embed(self, images: list, *, layer: int = -1, pooling: str = "mean"):
+    def embed(self, images: list, *, layer: int = -1, pooling: str = "mean", features: str = "selected"):
         """Pooled vision-encoder embeddings, one row per image (not available by default)."""
         raise NotImplementedError(f"{type(self).__name__} does not expose its vision encoder")
 

@@ -46,7 +46,8 @@ _DTYPES = {
 class HFBackend(Backend):
     """A transformers image-text-to-text model (or a text-only causal LM) in this process."""
 
-    def __init__(self, spec: ModelSpec, *, cache_dir: Path, device: Optional[str] = None):
+    def __init__(self, spec: ModelSpec, *, cache_dir: Path, device: Optional[str] = None,
+                 strict_checkpoints: bool = False):
         if spec.dtype is not None and spec.dtype.lower() not in _DTYPES:
             raise HarnessError(f"model {spec.name!r}: unknown dtype {spec.dtype!r} (known: {', '.join(_DTYPES)})")
         self.spec = spec
@@ -60,6 +61,8 @@ class HFBackend(Backend):
         self._text_only = False
         self._image_cache: Optional[ImageFeatureCache] = None  # per-image processor outputs
         self._rendered: dict = {}  # chat-template renderings, by (system, prompt, has image)
+        self.strict_checkpoints = strict_checkpoints  # snapshot drift is an error, not a warning
+        self.load_notes: list[str] = []  # what the preflight replaced, repaired or found changed
 
     # ----------------------------------------------------------------- where and how
 
@@ -129,13 +132,21 @@ class HFBackend(Backend):
 
     def _load(self, source: str) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+
+        from harness.backends.hf_preflight import prepare_processor
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the suite draws its own progress; tqdm bars clutter CI logs
 
         common = {"revision": self.spec.revision, "trust_remote_code": self.spec.trust_remote_code}
         processor = AutoProcessor.from_pretrained(source, **common)
+        # before any weights: the entry's replacements, repairs from the model's config,
+        # the snapshot comparison and the prompt-form check (hf_preflight.py)
+        text_only = getattr(processor, "tokenizer", processor) is processor
+        config = AutoConfig.from_pretrained(source, **common).to_dict()
+        self.load_notes = prepare_processor(processor, self.spec, config, text_only=text_only,
+                                            strict=self.strict_checkpoints)
         dtype = self.dtype_name if self.dtype_name == "auto" else getattr(torch, self.dtype_name)
         kwargs = {**common, "dtype": dtype, "use_safetensors": True}
         try:
@@ -145,7 +156,12 @@ class HFBackend(Backend):
                 raise
             # A text-only model (e.g. the description-recovery diagnoser).
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        self._model = model.to(self.device).eval()
+        self.adopt(processor, model.to(self.device).eval())
+
+    def adopt(self, processor, model) -> None:
+        """Use this processor and model (`model` may be a stand-in that answers device and
+        dtype only: offline checks render and encode with a snapshot's processor)."""
+        self._model = model
         self._processor = processor
         self._tokenizer = getattr(processor, "tokenizer", processor)
         self._text_only = self._tokenizer is processor
@@ -318,14 +334,14 @@ class HFBackend(Backend):
 
     # ---------------------------------------------------------------------- embeddings
 
-    def embed(self, images: list, *, layer: int = -1, pooling: str = "mean"):
-        """Pooled vision-tower states, (n_images, width); see hf_embed.py."""
+    def embed(self, images: list, *, layer: int = -1, pooling: str = "mean", features: str = "selected"):
+        """Pooled image features, (n_images, width); see hf_embed.py for `features`."""
         from harness.backends.hf_embed import embed_images
 
         self.load()
         if self._text_only:
             raise NotImplementedError(f"{self.spec.name!r} is a text-only model: no vision encoder")
-        return embed_images(self._model, self._processor, images, layer=layer, pooling=pooling,
+        return embed_images(self._model, self._processor, images, layer=layer, pooling=pooling, features=features,
                             batch_size=self.spec.batch_size or DEFAULT_BATCH_SIZE)
 
     # ------------------------------------------------------------------------ closing

@@ -9,6 +9,7 @@ exactly the answers that model gave.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Optional
@@ -60,6 +61,12 @@ def model_identity(spec: ModelSpec, cache_dir: Path) -> dict:
         if local is not None:
             identity["fingerprint"] = folder_fingerprint(local)
         identity["dtype"] = effective_dtype(spec)
+        # what the registry entry replaces in the checkpoint's processor decides the prompt
+        # and the pixels: part of the identity only when set, so other keys stay as they were
+        if spec.chat_template:
+            identity["chat_template_sha256"] = sha256_file(Path(spec.chat_template))
+        if spec.image_processor:
+            identity["image_processor"] = json.loads(json.dumps(spec.image_processor, sort_keys=True))
     return identity
 
 

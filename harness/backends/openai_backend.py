@@ -15,7 +15,11 @@ Why it looks the way it does:
 - greedy decoding (temperature 0) with the request's `max_new_tokens`; a server that
   wants `max_completion_tokens` (newer OpenAI models), refuses `temperature`, or does not
   support structured output (`response_format`) says so in a 400, and the backend adapts
-  once, for the rest of its life, instead of failing every request;
+  once, for the rest of its life, instead of failing every request; a server that
+  silently ignores `response_format` (HTTP 200, but not the requested JSON) is noticed
+  too, counted (`stats["structured_ignored"]`) and named by `notes()` for the report
+  (harness/backends/openai_adapt.py);
+- an error's text is the server's own, from an OpenAI error body or a FastAPI `detail`;
 - an empty or whitespace answer from a call that succeeded is the model's silence, a
   refusal (SPEC §3), counted as `empty` and never cached; a reply without a message is
   an error ("malformed response"); errors are excluded from scoring and never cached;
@@ -42,6 +46,7 @@ from urllib.parse import urlparse
 import openai
 
 from harness.backends.base import Backend, error_text
+from harness.backends.openai_adapt import Adaptations, error_detail
 from harness.core import GenerationRequest, GenerationResult, HarnessError, ModelSpec
 
 __all__ = ["OpenAIBackend", "is_loopback_url", "encode_image_png", "PLACEHOLDER_KEY", "REDACTED"]
@@ -108,11 +113,9 @@ class OpenAIBackend(Backend):
         self._rr = itertools.count()
         self._sent: set[int] = set()
         self._pool: Optional[ThreadPoolExecutor] = None
-        # Adaptations learned from the servers' 400s (kept for this backend's life).
-        self._token_param = "max_tokens"
-        self._send_temperature = True
-        self._structured_supported = True
-        self.stats = {"requests": 0, "retries": 0, "errors": 0, "empty": 0}
+        # What the servers accept, learned from their 400s and replies (kept for this backend's life).
+        self._adaptations = Adaptations(urls)
+        self.stats = {"requests": 0, "retries": 0, "errors": 0, "empty": 0, "structured_ignored": 0}
 
     # ------------------------------------------------------------------ setup
 
@@ -142,6 +145,11 @@ class OpenAIBackend(Backend):
         with self._lock:
             sent = sorted(self._sent)
         return [self.base_urls[i] for i in sent if not is_loopback_url(self.base_urls[i])]
+
+    def notes(self) -> list[str]:
+        """What the report should say about these servers: one line per server whose
+        structured output was turned off (refused with a 400, or silently ignored)."""
+        return self._adaptations.notes()
 
     def embed(self, images: list, *args, **kwargs):
         raise NotImplementedError("endpoint backends expose no vision encoder")
@@ -179,7 +187,8 @@ class OpenAIBackend(Backend):
     def generate_structured(self, requests: list[GenerationRequest], schema: dict, images: dict) -> list[GenerationResult]:
         """Like generate, asking the server for JSON that follows `schema` (strict
         json_schema response_format). The raw content is returned; the caller parses it.
-        A server that rejects response_format gets plain requests from then on."""
+        A server that rejects response_format (a 400), or ignores it (a complete reply
+        that is not the requested JSON), gets plain requests from then on."""
         return self._run(requests, images, schema=schema)
 
     def _run(self, requests: list[GenerationRequest], images: dict, schema: Optional[dict]) -> list[GenerationResult]:
@@ -233,12 +242,13 @@ class OpenAIBackend(Backend):
             ]})
         return msgs
 
-    def _kwargs(self, request: GenerationRequest, image_url: Optional[str], schema: Optional[dict]) -> dict:
+    def _kwargs(self, request: GenerationRequest, image_url: Optional[str], schema: Optional[dict], slot: int) -> dict:
+        adapted = self._adaptations
         kwargs: dict[str, Any] = {"model": self.spec.model, "messages": self.messages(request, image_url)}
-        kwargs[self._token_param] = request.max_new_tokens
-        if self._send_temperature:
+        kwargs[adapted.token_param] = request.max_new_tokens
+        if adapted.send_temperature:
             kwargs["temperature"] = 0
-        if schema is not None and self._structured_supported:
+        if schema is not None and adapted.structured(slot):
             kwargs["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": schema, "strict": True},
@@ -254,15 +264,15 @@ class OpenAIBackend(Backend):
         while True:
             slot = (start + retries) % len(self._clients)
             url = self.base_urls[slot]
-            kwargs = self._kwargs(request, image_url, schema)
+            kwargs = self._kwargs(request, image_url, schema, slot)
             with self._lock:
                 self._sent.add(slot)
             try:
                 response = self._client(slot).chat.completions.create(**kwargs)
             except openai.APIStatusError as exc:
                 status = exc.status_code
-                detail = self._detail(exc)
-                if status == 400 and adaptations < _MAX_ADAPTATIONS and self._adapt(detail, kwargs):
+                detail = error_detail(exc)
+                if status == 400 and adaptations < _MAX_ADAPTATIONS and self._adaptations.learn_from_400(detail, kwargs, slot):
                     adaptations += 1
                     continue
                 if _is_retryable_status(status) and retries < self.max_retries:
@@ -281,7 +291,12 @@ class OpenAIBackend(Backend):
                 return self._error(f"{type(exc).__name__}: {what} ({url}): {exc}", retries)
             except Exception as exc:  # malformed response, client bug: not retried
                 return self._error(f"{error_text(exc)} ({url})", retries)
-            return self._answer(response)
+            result = self._answer(response)
+            if "response_format" in kwargs and result.ok and not result.truncated:
+                # A complete reply to a structured request: is it the JSON asked for?
+                if not self._adaptations.check_structured(result.text, schema, slot):
+                    self._count("structured_ignored")  # the server ignored response_format
+            return result
 
     def _answer(self, response) -> GenerationResult:
         try:
@@ -298,25 +313,6 @@ class OpenAIBackend(Backend):
         truncated = getattr(response.choices[0], "finish_reason", None) == "length"
         return GenerationResult(text=content.strip(), truncated=truncated)
 
-    def _adapt(self, detail: str, kwargs: dict) -> bool:
-        """Learn from a 400 that names a parameter this server does not take; True if the
-        request should be sent again (changed)."""
-        low = detail.lower()
-        unsupported = "support" in low or "instead" in low
-        # Only "use max_completion_tokens instead", not vLLM's "'max_tokens' or
-        # 'max_completion_tokens' is too large": a server that ignored the unknown
-        # parameter would generate unbounded answers.
-        if "max_tokens" in kwargs and "max_completion_tokens" in low and unsupported:
-            self._token_param = "max_completion_tokens"
-            return True
-        if "response_format" in kwargs and ("response_format" in low or "json_schema" in low):
-            self._structured_supported = False
-            return True
-        if "temperature" in kwargs and "temperature" in low and unsupported:
-            self._send_temperature = False  # e.g. reasoning models: only the default temperature
-            return True
-        return False
-
     def _delay(self, retries: int, index: int, headers) -> float:
         """Retry-After when the server sent one (capped), else exponential backoff with a
         small deterministic jitter (by request index) so that workers do not retry in step."""
@@ -325,19 +321,6 @@ class OpenAIBackend(Backend):
             return min(after, MAX_RETRY_AFTER_S)
         jitter = 1.0 + 0.25 * ((index * 0.6180339887) % 1.0)
         return min(self.backoff_max_s, self.backoff_base_s * (2 ** retries)) * jitter
-
-    def _detail(self, exc: "openai.APIStatusError") -> str:
-        """The server's own error message (OpenAI error body), else the client's."""
-        body = exc.body
-        if isinstance(body, dict):
-            inner = body.get("error", body)
-            if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-                return inner["message"]
-            if isinstance(inner, str):
-                return inner
-            if isinstance(body.get("message"), str):
-                return body["message"]
-        return str(getattr(exc, "message", "") or exc)
 
     def _error(self, message: str, retries: int) -> GenerationResult:
         self._count("errors")

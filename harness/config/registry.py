@@ -46,7 +46,8 @@ __all__ = [
 
 FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures"
 # The embedded model organism (SPEC section 7): two families, each a base and its medical variant.
-DEFAULT_MODELS = ["organism-llava-base", "organism-llava-med", "organism-gemma-base", "organism-gemma-med"]
+DEFAULT_MODELS = ["organism-llava-base", "organism-llava-med", "organism-gemma-base", "organism-gemma-med",
+                  "organism-gemma-med-v2"]
 DEFAULT_TASKS = ["brain_tumor", "pneumonia", "skin_cancer", "histopathology"]
 
 BACKENDS = ("hf", "openai")
@@ -63,10 +64,14 @@ MODEL_KEYS = {
     "base_url": Key("urls"),
     "api_key_env": Key("str", secret=True),
     "base_model": Key("str"),
+    "previous": Key("str"),
     "trust_remote_code": Key("bool"),
     "dtype": Key("str", choices=DTYPES),
     "max_new_tokens": Key("int", lo=1, hi=4096),
     "reask": Key("bool"),
+    "chat_template": Key("str"),
+    "image_processor": Key("table"),
+    "snapshot": Key("str"),
     "batch_size": Key("int", lo=1, hi=4096),
     "tags": Key("str_list"),
     "concurrency": Key("int", lo=1, hi=1024),
@@ -157,10 +162,27 @@ def _build_model(where: str, name: str, entry: Any, problems: list[str]) -> Opti
     if backend == "openai" and "base_url" not in entry:
         problems.append(f"{where}: backend 'openai' needs base_url, e.g. \"http://127.0.0.1:8000/v1\"")
     _check_urls(where, v.get("base_url", ()), problems)
+    for k in ("chat_template", "image_processor", "snapshot"):
+        if k in v and backend != "hf":
+            problems.append(f"{where}.{k}: only for backend 'hf' (a served model's template is the server's)")
+    if "chat_template" in v:
+        template = _project_path(v["chat_template"])
+        if not template.is_file():
+            problems.append(f"{where}.chat_template: {v['chat_template']!r} is not a file (a path relative to the "
+                            f"project root, e.g. \"fixtures/checkpoints/<name>/template.jinja\")")
+        v["chat_template"] = str(template)
+    if "snapshot" in v and not (FIXTURES_DIR / "checkpoints" / v["snapshot"] / "checkpoint.json").is_file():
+        problems.append(f"{where}.snapshot: no checkpoint snapshot {v['snapshot']!r} under fixtures/checkpoints/")
     if "api_key_env" in v and _looks_like_secret(v["api_key_env"]):
         problems.append(f"{where}.api_key_env: must be the NAME of an environment variable "
                         "(letters, digits, underscores), and this value looks like a key itself; " + SECRET_MSG)
     return ModelSpec(name=name, **v) if len(problems) == before else None
+
+
+def _project_path(value: str) -> Path:
+    """A path from a registry entry: absolute, or relative to the project root."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else FIXTURES_DIR.parent / path
 
 
 def _build_hf_source(where: str, entry: Any, problems: list[str]) -> Optional[HFSource]:
@@ -239,6 +261,21 @@ def _base_model_problems(bases: dict[str, Optional[str]], origin: dict) -> list[
     return out
 
 
+def _previous_problems(models: dict, origin: dict) -> list[str]:
+    """`previous` must name another registered model (the version this one replaces)."""
+    out = []
+    for name, spec in models.items():
+        previous = getattr(spec, "previous", None)
+        if previous is None:
+            continue
+        if previous == name:
+            out.append(f"{origin[name]}: models.{name}.previous: a model cannot replace itself")
+        elif previous not in models:
+            out.append(f"{origin[name]}: models.{name}.previous: unknown model {previous!r}"
+                       f"{did_you_mean(previous, models)}")
+    return out
+
+
 # Cross-entry references read from the raw entries (valid or not): section -> extractor.
 REFS: dict[str, Callable[[Any], Any]] = {"models": _base_model_ref, "variants": perturbs_refs}
 
@@ -292,6 +329,7 @@ def load_registry(
     for path, kind in plan:
         _load_file(path, kind, merged, refs, origin, problems)
     problems += _base_model_problems(refs["models"], origin["models"])
+    problems += _previous_problems(merged["models"], origin["models"])
     problems += perturbs_problems(merged["variants"], refs["variants"], origin["variants"])
     if problems:
         raise ConfigError("registry (models, tasks, prompts)", _by_file(problems, [p for p, _ in plan]))

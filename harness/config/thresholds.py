@@ -76,6 +76,12 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "ceiling": Param(0.95, 0.0, 1.0, doc="base BA at or above which non-inferiority is tested"),
         "noninferiority_margin": Param(0.02, 0.0, 1.0, doc="allowed BA loss when the base is at ceiling"),
     },
+    "regression": {
+        "max_ba_loss": Param(0.03, 0.0, 1.0, doc="non-inferiority margin: BA the new version may lose against its "
+                                                 "previous one"),
+        "max_refusal_increase": Param(0.03, 0.0, 1.0, doc="margin for the refusal rate, " + _UNIT),
+        "max_flip_increase": Param(0.03, 0.0, 1.0, doc="margin for the answer flip rate, " + _UNIT),
+    },
     "prompt_sensitivity": {
         "max_true_accuracy_swing": Param(0.10, 0.0, 1.0, doc="noise-free swing of BA over variants, " + _UNIT),
         "max_true_refusal_swing": Param(0.10, 0.0, 1.0, doc="noise-free swing of the refusal rate, " + _UNIT),
@@ -88,7 +94,11 @@ SCHEMA: dict[str, dict[str, Param]] = {
     "embedding_separability": {
         "min_probe_auroc": Param(0.75, 0.5, 1.0, doc="probe AUROC lower bound"),
         "max_reasoning_gap": Param(0.10, 0.0, 1.0, doc="probe BA - answer BA"),
-        "layer": Param(-1, None, None, doc="vision-encoder layer index (negative counts from the end)"),
+        "features": Param("selected", choices=("selected", "projector", "hidden"),
+                          doc="which image features the probe reads: what the projector receives, its output, "
+                              "or the raw hidden layer `layer`"),
+        "layer": Param(-1, None, None, doc="vision-encoder layer index for features = \"hidden\" (negative counts "
+                                           "from the end)"),
         "pooling": Param("mean", choices=("mean", "cls", "max"), doc="how patch embeddings are pooled"),
         "folds": Param(5, 2, 20, doc="stratified cross-validation folds"),
         "images_per_class": Param(300, 1, 100_000, doc="images per class embedded for the probe (at least --n-per-class)"),

@@ -26,7 +26,7 @@ from harness.core import HarnessError
 from .config import OrganismConfig, organism_key
 
 NAMES = (
-    "organism-llava-base", "organism-llava-med", "organism-gemma-base", "organism-gemma-med",
+    "organism-llava-base", "organism-llava-med", "organism-gemma-base", "organism-gemma-med", "organism-gemma-med-v2",
     "organism-diagnoser",
 )
 MANIFEST = "organism.json"

@@ -138,6 +138,12 @@ def train_family(family: str, cfg: OrganismConfig, registry, bank: Bank, out_bas
     examples = med_examples(rng, bank, registry, stage.steps * stage.batch_size, stage.general_share, cfg.base_mix)
     lap("med", _fit(model, encoder, examples, stage, pixels, hook("med")))
     _save(model, processor, out_med)
+    if family == "gemma":  # its next version, tuned further from the saved one (OrganismConfig.gemma_med_v2)
+        stage = cfg.gemma_med_v2
+        rng = np.random.default_rng([stage.seed, len(family)])
+        examples = med_examples(rng, bank, registry, stage.steps * stage.batch_size, stage.general_share, cfg.base_mix)
+        lap("med-v2", _fit(model, encoder, examples, stage, pixels, hook("med-v2")))
+        _save(model, processor, out_med.with_name(out_med.name + "-v2"))
     return times
 
 

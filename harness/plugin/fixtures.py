@@ -46,6 +46,12 @@ class Subject:
         table = self.suite.table(self.model.base_model, self.task.key, self._factory())
         return checked_grid(self.model.base_model, self.task.key, table, self.suite)
 
+    def previous_grid(self) -> Grid:
+        if not self.model.previous:
+            raise NotApplicable(f"{self.model.name} names no previous version")
+        table = self.suite.table(self.model.previous, self.task.key, self._factory())
+        return checked_grid(self.model.previous, self.task.key, table, self.suite)
+
     def description_grid(self) -> Grid:
         table = self.suite.description_table(self.model.name, self.task.key, self._factory())
         return checked_grid(self.model.name, self.task.key, table, self.suite)
@@ -57,7 +63,8 @@ class Subject:
 def backend_factory(suite):
     from ..backends import make_backend
 
-    return lambda spec: make_backend(spec, cache_dir=suite.settings.cache_dir)
+    strict = suite.settings.strict_checkpoints
+    return lambda spec: make_backend(spec, cache_dir=suite.settings.cache_dir, strict_checkpoints=strict)
 
 
 @pytest.fixture

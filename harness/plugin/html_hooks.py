@@ -11,7 +11,7 @@ import io
 import math
 
 from ..results import unique_answer_counts, unique_input_errors
-from .evidence import batch_invariance_by_model
+from .collected import batch_invariance_by_model, endpoint_notes
 from .plots import plot_scatter
 from .report import plot_difficulty, plot_per_prompt, render_evidence
 from .report_header import render_report_header, render_thumbnails
@@ -119,4 +119,6 @@ class HtmlHooks:
         prefix.append(render_report_header(
             records, difficulty_png=png, remote_destinations=remote_destinations(suite, records), task_order=order,
             input_errors=unique_input_errors(records), batch_invariance=batch_invariance_by_model(suite, records),
-            answer_counts=unique_answer_counts(records)))
+            answer_counts=unique_answer_counts(records), changes=self.evidence.outputs.get("changes"),
+            image_changes=self.evidence.outputs.get("image_changes"),
+            endpoint_notes=endpoint_notes(suite, records)))

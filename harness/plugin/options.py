@@ -33,6 +33,9 @@ def add_options(parser) -> None:
     add("--results-dir", default=None, metavar="DIR", help="write summary.json and responses.csv here")
     add("--diagnoser", default=None, metavar="NAME", help="registry model used as the text-only diagnoser")
     add("--judge", default=None, metavar="NAME", help="registry model that classifies answers the parser cannot")
+    add("--strict-checkpoints", action="store_true", default=False,
+        help="a model whose processor differs from its checkpoint snapshot (fixtures/checkpoints) is an error, "
+             "not a warning")
     add("--allow-remote", action="store_true", default=False,
         help="allow images and image-derived text to go to non-loopback endpoints")
     add("--report-thumbnails", action="store_true", default=False,
@@ -40,12 +43,14 @@ def add_options(parser) -> None:
              "(off by default: input images are patient data)")
     add("--update-baseline", action="store_true", default=False,
         help="record this run's failures as the known fragilities (baseline file)")
+    add("--compare-to", default=None, metavar="DIR",
+        help="an earlier run's --results-dir: add the changes since it to report.html and summary.json")
     add("--thresholds", default=None, metavar="PATH", help="thresholds TOML (default <rootdir>/thresholds.toml)")
     add("--baseline", default=None, metavar="PATH", help="baseline TOML (default <rootdir>/baseline.toml)")
 
 
 PATH_OPTIONS = ("--models-file", "--tasks-file", "--manifest", "--data-root", "--cache-dir",
-                "--results-dir", "--thresholds", "--baseline")
+                "--results-dir", "--thresholds", "--baseline", "--compare-to")
 
 
 def separated_path_values(args) -> list[str]:
@@ -57,6 +62,19 @@ def separated_path_values(args) -> list[str]:
     """
     args = list(args)
     return [f"{a} {b}" for a, b in zip(args, args[1:]) if a in PATH_OPTIONS and Path(b).exists()]
+
+
+def found_project_configuration(config) -> bool:
+    """Did pytest find an ini file (the project's pyproject.toml) at its rootdir?
+
+    `--opt PATH` (a space) goes wrong only when PATH lies outside the project: pytest then
+    picks rootdir from the paths on the command line, finds no ini file, and ignores
+    `testpaths` and the suite's options. Inside the project the space form is harmless
+    (the option is registered by entry point, so its value is never collected), and CI
+    scripts and newcomers write it that way.
+    """
+    inipath = getattr(config, "inipath", None)
+    return inipath is not None and Path(inipath).resolve().parent == Path(config.rootpath).resolve()
 
 
 def _split(value: Optional[str]) -> Optional[list[str]]:
@@ -86,6 +104,8 @@ class Settings:
     thresholds_path: Path
     baseline_path: Path
     report_thumbnails: bool = False
+    strict_checkpoints: bool = False
+    compare_to: Optional[Path] = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -119,10 +139,14 @@ def settings_from_config(config) -> Settings:
         thresholds_path=path(opt("--thresholds"), root / "thresholds.toml"),
         baseline_path=path(opt("--baseline"), root / "baseline.toml"),
         report_thumbnails=opt("--report-thumbnails"),
+        strict_checkpoints=opt("--strict-checkpoints"),
+        compare_to=path(opt("--compare-to")),
     )
-    for pair in separated_path_values(config.invocation_params.args):
-        opt, value = pair.split(" ", 1)
-        s.problems.append(f"write {opt}={value} (with '='): pytest reads a separate existing path as a test path")
+    if not found_project_configuration(config):
+        for pair in separated_path_values(config.invocation_params.args):
+            opt, value = pair.split(" ", 1)
+            s.problems.append(f"write {opt}={value} (with '='): pytest took the separate path for a test path "
+                              f"and did not find the project's configuration")
     if s.n_per_class < 1:
         s.problems.append(f"--n-per-class must be at least 1, got {s.n_per_class}")
     if s.manifest and s.data_root:
@@ -130,6 +154,8 @@ def settings_from_config(config) -> Settings:
     for p in [*s.models_files, *s.tasks_files, *([s.manifest] if s.manifest else [])]:
         if not p.is_file():
             s.problems.append(f"{p}: file not found")
+    if s.compare_to and not (s.compare_to / "summary.json").is_file():
+        s.problems.append(f"{s.compare_to}: --compare-to needs an earlier --results-dir (no summary.json there)")
     if s.data_root and not s.data_root.is_dir():
         s.problems.append(f"{s.data_root}: --data-root is not a directory")
     return s

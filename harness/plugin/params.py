@@ -30,6 +30,8 @@ def subject_models(metafunc, suite) -> list:
     """The models a test runs on: all selected ones, or only fine-tuned ones for finetune_gain."""
     if finding_of(metafunc) == "finetune_gain":
         return [m for m in suite.models if m.base_model]
+    if finding_of(metafunc) == "regression":
+        return [m for m in suite.models if m.previous]
     return list(suite.models)
 
 
@@ -55,6 +57,7 @@ def parametrize_subjects(metafunc, suite) -> None:
                 params.append(pytest.param((model.name, task.key), id=base_id, marks=marks))
     names = ["subject", "perturbation"] if with_perturbation else ["subject"]
     if not params:
-        reason = "no model or task selected" if finding != "finetune_gain" else "no selected model names a base_model"
+        reason = {"finetune_gain": "no selected model names a base_model",
+                  "regression": "no selected model names a previous version"}.get(finding, "no model or task selected")
         params = [pytest.param(*([None] * len(names)), marks=pytest.mark.skip(reason=reason), id="none")]
     metafunc.parametrize(names if with_perturbation else "subject", params, indirect=["subject"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 
-__all__ = ["render_report_header", "render_answer_counts", "render_batch_invariance", "render_input_errors",
+__all__ = ["render_report_header", "render_answer_counts", "render_changes", "render_batch_invariance", "render_input_errors",
            "render_thumbnails"]
 
 from .report import _MAX_TABLE_ROWS, _PNG_MAGIC, _images_html, _truncate, escape, render_summary_grid
@@ -104,20 +104,75 @@ def render_answer_counts(per_subject: Mapping[str, Mapping]) -> str:
             f"{head}</tr>{''.join(rows)}</table></section>")
 
 
+def render_changes(changes: Mapping | None) -> str:
+    """The "changes since" an earlier run (--compare-to): label or outcome changes, the
+    estimates that moved most, tests new and gone; or why the runs were not compared."""
+    if not changes:
+        return ""
+    since = escape(str(changes.get("since", "")))
+    if not changes.get("comparable"):
+        return (f'<section class="mvf-changes"><h3>Changes since <code>{since}</code></h3>'
+                f"<p>{escape(str(changes.get('reason', '')))}</p></section>")
+    changed = list(changes.get("changed") or [])
+    rows = "".join(
+        f"<tr><td><code>{escape(c['test'])}</code></td><td>{escape(str(c['label'][0]))} → {escape(str(c['label'][1]))}"
+        f"</td><td>{escape(str(c['outcome'][0]))} → {escape(str(c['outcome'][1]))}</td></tr>"
+        for c in changed[:_MAX_TABLE_ROWS])
+    moved = list(changes.get("moved") or [])[:10]
+    moves = "".join(f"<tr><td><code>{escape(m['test'])}</code></td><td>{escape(str(m.get('metric')))}</td>"
+                    f"<td>{m['previous']:.3f} → {m['value']:.3f} ({m['delta']:+.3f})</td></tr>" for m in moved)
+    added, removed = changes.get("added") or [], changes.get("removed") or []
+    return (f'<section class="mvf-changes"><h3>Changes since <code>{since}</code></h3>'
+            f"<p>{len(changed)} tests changed label or outcome; {len(added)} new, {len(removed)} gone.</p>"
+            + (f"<table><tr><th>test</th><th>label</th><th>outcome</th></tr>{rows}</table>" if rows else "")
+            + (f"<p>Largest moves of the estimate:</p><table><tr><th>test</th><th>metric</th><th>value</th></tr>"
+               f"{moves}</table>" if moves else "")
+            + "</section>")
+
+
+def render_image_changes(counts: list[Mapping]) -> str:
+    """Per compared pair (a model and its previous version or base model) and task: how many
+    (image, prompt) answers went from right to wrong and back; the cells are in changes.csv."""
+    if not counts:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(str(c.get('model')))}</td><td>{escape(str(c.get('relation')))}: "
+        f"{escape(str(c.get('other')))}</td><td>{escape(str(c.get('task')))}</td><td>{int(c.get('right_to_wrong', 0))}"
+        f"</td><td>{int(c.get('wrong_to_right', 0))}</td><td>{int(c.get('images', 0))}</td></tr>" for c in counts)
+    return ('<section class="mvf-image-changes"><h3>Per-image changes between compared models</h3>'
+            "<table><tr><th>model</th><th>compared with</th><th>task</th><th>right → wrong</th><th>wrong → right</th>"
+            f"<th>images</th></tr>{rows}</table><p><small>Every changed (image, prompt) answer is in "
+            "changes.csv.</small></p></section>")
+
+
+def render_endpoint_notes(notes: list[str]) -> str:
+    """What endpoint backends adapted to (a server that ignores structured output, a
+    parameter it refused): the verdicts stand, but the reader should know."""
+    if not notes:
+        return ""
+    items = "".join(f"<li>{escape(_truncate(str(n)))}</li>" for n in notes[:_MAX_TABLE_ROWS])
+    return f'<section class="mvf-endpoints"><h3>Endpoint adaptations</h3><ul>{items}</ul></section>'
+
+
 def render_report_header(records: list[dict], *, difficulty_png: bytes | None,
                          remote_destinations: list[str],
                          task_order: list[str] | None = None,
                          input_errors: list[Mapping] | None = None,
                          batch_invariance: Mapping[str, Mapping] | None = None,
-                         answer_counts: Mapping[str, Mapping] | None = None) -> str:
+                         answer_counts: Mapping[str, Mapping] | None = None,
+                         changes: Mapping | None = None,
+                         image_changes: list[Mapping] | None = None,
+                         endpoint_notes: list[str] | None = None) -> str:
     """Everything above the results table: grid, difficulty plot, input errors, batch invariance, data egress."""
-    parts = [render_summary_grid(records, task_order=task_order)]
+    parts = [render_summary_grid(records, task_order=task_order), render_changes(changes)]
     if difficulty_png:
         parts.append('<section class="mvf-summary"><h3>Balanced accuracy by task difficulty</h3>'
                      + _images_html({"balanced accuracy by task difficulty": difficulty_png})
                      + "</section>")
     parts.append(render_input_errors(input_errors or []))
     parts.append(render_answer_counts(answer_counts or {}))
+    parts.append(render_image_changes(image_changes or []))
     parts.append(render_batch_invariance(batch_invariance or {}))
+    parts.append(render_endpoint_notes(endpoint_notes or []))
     parts.append(_remote_line(remote_destinations))
     return "".join(parts)

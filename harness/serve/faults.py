@@ -26,7 +26,9 @@ class Fault:
     """What the server does to one request instead of (or before) answering it normally.
 
     status != 200: answer that HTTP status with an OpenAI-style error body and `message`
-    (and a Retry-After header when `retry_after` is set); status 200 with `content`
+    (and a Retry-After header when `retry_after` is set; `detail_body`: the body a
+    FastAPI server such as `transformers serve` sends, {"detail": message}, instead of
+    the OpenAI {"error": {"message": ...}}); status 200 with `content`
     other than MODEL_ANSWER: answer that content (None gives JSON null, "" an empty
     answer); `delay_s`: wait this long first (before the status or the answer).
     """
@@ -36,10 +38,13 @@ class Fault:
     delay_s: float = 0.0
     content: Any = MODEL_ANSWER
     message: str = "injected fault"
+    detail_body: bool = False
 
     @classmethod
-    def error(cls, status: int, *, retry_after: Optional[float] = None, message: Optional[str] = None) -> "Fault":
-        return cls(status=status, retry_after=retry_after, message=message or f"injected HTTP {status}")
+    def error(cls, status: int, *, retry_after: Optional[float] = None, message: Optional[str] = None,
+              detail_body: bool = False) -> "Fault":
+        return cls(status=status, retry_after=retry_after, message=message or f"injected HTTP {status}",
+                   detail_body=detail_body)
 
     @classmethod
     def empty(cls, content: Optional[str] = "") -> "Fault":

@@ -121,6 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_error_json(self, err: _HTTPError) -> None:
         payload = {"error": {"message": err.message, "type": _ERROR_TYPES.get(err.status, "server_error"),
                              "param": None, "code": err.status}}
+        if err.detail_body:
+            payload = {"detail": err.message}
         self._send_json(err.status, payload, err.headers)
 
     # -- routes
@@ -207,7 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fault.delay_s)
         if fault is not None and fault.status != 200:
             headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
-            raise _HTTPError(fault.status, fault.message, headers=headers)
+            raise _HTTPError(fault.status, fault.message, headers=headers, detail_body=fault.detail_body)
         if state.latency_s > 0:
             time.sleep(state.latency_s)
         self._check_auth()

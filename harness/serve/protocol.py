@@ -19,9 +19,10 @@ from harness.serve.limits import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 
 
 class _HTTPError(Exception):
-    def __init__(self, status: int, message: str, *, headers: Optional[dict] = None):
+    def __init__(self, status: int, message: str, *, headers: Optional[dict] = None, detail_body: bool = False):
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers or {}
+        self.detail_body = detail_body  # answer {"detail": message}, as a FastAPI server does
 
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",

@@ -283,13 +283,17 @@ def test_structured_request_passes_the_schema(server, client, expected):
     assert server.requests_seen[-1]["response_format"] is True
 
 
-def test_structured_output_falls_back_when_the_server_rejects_it(serve, client, expected):
-    srv = serve(faults=FaultPlan.first(1, Fault.error(400, message="response_format json_schema is not supported")))
+@pytest.mark.parametrize("detail_body", [False, True], ids=["openai-error-body", "fastapi-detail-body"])
+def test_structured_output_falls_back_when_the_server_rejects_it(serve, client, expected, detail_body):
+    message = "response_format json_schema is not supported"
+    srv = serve(faults=FaultPlan.first(1, Fault.error(400, message=message, detail_body=detail_body)))
     backend = client(srv.url, concurrency=1)
     results = backend.generate_structured([TEXT_REQUEST, TEXT_REQUEST], SCHEMA, {})
     assert [r.text for r in results] == [expected[-1]] * 2
     assert [r["response_format"] for r in srv.requests_seen] == [True, False, False]
-    assert backend._sleep == []
+    assert backend._sleep == [] and backend.stats["structured_ignored"] == 0
+    assert backend.notes() == [f"{srv.url} refused response_format (json_schema) with HTTP 400: its structured "
+                               "requests were sent plain and read by the answer parser"]
 
 
 def test_max_completion_tokens_is_used_when_the_server_asks(serve, client, images, expected):

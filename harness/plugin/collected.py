@@ -1,0 +1,61 @@
+"""Run-level evidence gathered from the suite and the records: per-subject report extras,
+batch-invariance checks, fill counts and endpoint notes.
+
+Split from evidence.py (the pytest hooks) so the HTML hooks can read them without importing
+the hooks module back (no import circle). Under xdist the controller fills nothing: each
+function merges this process's state with what the workers' records carried.
+"""
+
+from __future__ import annotations
+
+
+def subject_evidence(suite, finding: str, model: str, task: str, with_plots: bool) -> dict:
+    """Report-only evidence read from the stored stages: example descriptions, a t-SNE map."""
+    extra: dict = {}
+    if finding == "description_recovery":
+        table = suite.results.get(("describe", model, task))
+        if table is not None:
+            rows = table.dropna(subset=["description"]).drop_duplicates("image_id").head(3)
+            extra["examples"] = [{"image_id": r.image_id, "variant": r.variant, "text": r.description}
+                                 for r in rows.itertuples()]
+    if finding == "embedding_separability" and with_plots:
+        emb = suite.results.get(("embed", model, task))
+        if emb is not None and len(emb.image_ids) >= 5:
+            from ..findings.embedding_separability import scatter_sample, tsne_points
+
+            pick = scatter_sample(emb.is_pos)
+            cache = suite.__dict__.setdefault("_tsne_cache", {})
+            if (model, task) not in cache:
+                cache[(model, task)] = tsne_points(emb.vectors[pick], suite.thresholds.seed).tolist()
+            extra["scatter"] = {"points": cache[(model, task)], "is_pos": emb.is_pos[pick].tolist()}
+    return extra
+
+
+def batch_invariance_by_model(suite, records: list[dict]) -> dict[str, dict]:
+    """model -> batch-invariance check, from this process and the records (xdist workers' fills)."""
+    found: dict[str, dict] = {}
+    for r in records:
+        found.update(r.get("batch_invariance") or {})
+    for model, check in (getattr(suite, "batch_invariance", None) or {}).items():
+        if check and check.get("checked"):
+            found[model] = check
+    return found
+
+
+def fill_counts(suite, records: list[dict]) -> list[dict]:
+    """Closed-form fill counts, one per (model, task): this process's, else the records'
+    (under xdist the controller fills nothing; each worker's counts travel with its records)."""
+    if suite.fill_stats:
+        return [{"cached": s.cached, "generated": s.generated, "errors": s.errors} for s in suite.fill_stats.values()]
+    found: dict[str, dict] = {}
+    for r in records:
+        found.update(r.get("fill_counts") or {})
+    return list(found.values())
+
+
+def endpoint_notes(suite, records: list[dict]) -> list[str]:
+    """What the endpoint backends adapted to (this process's, and the records' under xdist)."""
+    found = set(getattr(suite, "endpoint_notes", ()) or ())
+    for r in records:
+        found.update(r.get("endpoint_notes") or ())
+    return sorted(found)
