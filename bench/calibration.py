@@ -1,6 +1,6 @@
 """What the suite can detect: each behaviour test's error rates, measured by simulation.
 
-    python bench/calibration.py --markdown   # the study the README's table comes from (about 5 min)
+    python bench/calibration.py --markdown   # the study docs/statistics.md's tables come from (about 6 min)
     python bench/calibration.py --scale 0.2  # quicker, wider Monte-Carlo error
 
 For every test (harness/calibration/cases.py) it simulates subjects with known truth and
@@ -15,7 +15,7 @@ at the default thresholds, at 50, 100 and 200 images per class (the probe reads 
   that are labelled fragile (fragility shown) rather than inconclusive.
 
 Then the images-needed hint check, and last the three headline figures at the default
-n and the run time. `--markdown` prints the README table.
+n and the run time. `--markdown` prints the full table of docs/statistics.md, `--readme` its short one.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
                         help="multiply every case's number of simulated subjects (e.g. 0.2 for a quick look)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--markdown", action="store_true", help="print the full table as Markdown (docs/statistics.md)")
-    parser.add_argument("--readme", action="store_true", help="print the README's table (the default n) as Markdown")
+    parser.add_argument("--readme", action="store_true", help="print the short table (the default n) of docs/statistics.md as Markdown")
     args = parser.parse_args(argv)
 
     default_n = DEFAULT_N_PER_CLASS

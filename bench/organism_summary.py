@@ -1,12 +1,12 @@
-"""Print the README's numbers about the embedded organism from a run's results/summary.json.
+"""Print docs/organism.md's numbers about the embedded organism from a run's results/summary.json.
 
     pytest                                  # writes results/summary.json (the organism by default)
     python bench/organism_summary.py [results/summary.json]
 
 Prints: the balanced-accuracy table (near_random: mean BA over the prompts with its
 two-sided 90 % interval, i.e. both one-sided 95 % bounds), the fine-tuning gains, the
-labels per finding, and the counts the README quotes. Nothing here is computed anew: it
-only reads what the suite recorded, so the README cannot drift from a run.
+labels per finding, and the counts docs/organism.md quotes. Nothing here is computed anew: it
+only reads what the suite recorded, so the docs cannot drift from a run.
 """
 
 from __future__ import annotations

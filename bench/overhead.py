@@ -47,7 +47,7 @@ def one_pass(handle, identity, tasks, items, variants, store, thresholds) -> tup
     from harness.findings import near_random, prompt_sensitivity
     from harness.findings.grid import grid_from_table
     from harness.parsing import parse_answer
-    from harness.runner import build_table, fill_closed_form
+    from harness.fill.closed_form import build_table, fill_closed_form
 
     phases = {"fill": 0.0, "table": 0.0, "grid": 0.0, "statistics": 0.0}
     n = 0
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         args.tasks, args.n_per_class = args.tasks or "brain_tumor", 5
 
     from harness.config.thresholds import load_thresholds
-    from harness.runner import BackendHandle, closed_form_key
+    from harness.fill.closed_form import BackendHandle, closed_form_key
     from harness.store import ResponseStore
 
     print(f"machine: {machine()}")

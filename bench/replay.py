@@ -55,14 +55,14 @@ def closed_answer(variant, label: str, correct: bool) -> str:
 def prefill(cache, models_file, n_per_class: int, models: list[str], task_keys: list[str] | None) -> dict:
     """Write the benchmark data into cache/responses.sqlite; returns counts by stage."""
     from harness.backends.identity import model_identity
-    from harness.batch_invariance import alone_key, sample_cells
+    from harness.fill.batch_invariance import alone_key, sample_cells
     from harness.config.prompts import render_text
     from harness.config.registry import load_registry
     from harness.config.thresholds import load_thresholds
     from harness.data.sources import load_synthetic
-    from harness.describe import DIAGNOSE_VERSION, DIAGNOSER_SYSTEM, DIAGNOSIS_SCHEMA, diagnoser_prompt
-    from harness.embed import embedding_key
-    from harness.runner import closed_form_key
+    from harness.fill.describe import DIAGNOSE_VERSION, DIAGNOSER_SYSTEM, DIAGNOSIS_SCHEMA, diagnoser_prompt
+    from harness.fill.embed import embedding_key
+    from harness.fill.closed_form import closed_form_key
     from harness.store import ResponseStore, cache_key
 
     registry = load_registry([models_file])

@@ -4,7 +4,7 @@
                                [--study-items K] [--same-budget-items M] [--rounds R] [--smoke]
 
 Arms, on the same models, the same synthetic grid, in one process, interleaved by round:
-  (a) ours: harness.runner.fill_closed_form through HFBackend (processor chat template,
+  (a) ours: harness.fill.closed_form.fill_closed_form through HFBackend (processor chat template,
       left-padded batches, each image preprocessed once, greedy, max_new_tokens from
       thresholds.toml, answers written to a fresh store) over the whole grid;
   (b) the study's approach: transformers.pipeline("image-text-to-text") called once per
@@ -45,8 +45,8 @@ def run_ours(backend, spec, tasks, items, variants, max_new: int) -> tuple[float
     Afterwards (untimed) the batch-invariance self-check runs on that store: the share of
     24 sampled answers that change when asked one at a time.
     """
-    from harness.batch_invariance import check_batch_invariance
-    from harness.runner import BackendHandle, fill_closed_form
+    from harness.fill.batch_invariance import check_batch_invariance
+    from harness.fill.closed_form import BackendHandle, fill_closed_form
     from harness.store import ResponseStore
 
     store = ResponseStore(temp_dir("bench-store-") / "responses.sqlite")

@@ -16,8 +16,8 @@ import pandas as pd
 from .config.registry import DEFAULT_MODELS, DEFAULT_TASKS, load_registry, select
 from .config.thresholds import load_thresholds
 from .core import ConfigError, HarnessError, ImageItem, ModelSpec, TaskSpec
-from .filler import Filler
-from .runner import RunStats
+from .fill.scheduler import Filler
+from .fill.closed_form import RunStats
 from .store import ResponseStore
 
 DEFAULT_DIAGNOSER = "organism-diagnoser"

@@ -12,7 +12,7 @@ Why it looks the way it does (SPEC §5, §8, §9):
   first retries the batch in halves;
 - loading is lazy, so a run answered entirely from the cache never loads the model.
 
-"builtin:<name>" models (tiny random-weight checkpoints from tiny.py) are built into the
+"builtin:<name>" models (tiny random-weight checkpoints from harness/organism/tiny.py) are built into the
 harness cache once and then loaded from that folder through the same `from_pretrained`
 calls as any downloaded checkpoint.
 """

@@ -33,7 +33,7 @@ def resolve_local_path(spec: ModelSpec, cache_dir: Path) -> Optional[Path]:
             return Path(resolve_builtin(name))
         target = builtin_dir(cache_dir, name)
         if not (target / "config.json").is_file():
-            from .tiny import build_tiny_model, builtin_family
+            from ..organism.tiny import build_tiny_model, builtin_family
 
             build_tiny_model(builtin_family(name), target)
         return target

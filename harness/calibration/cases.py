@@ -189,7 +189,7 @@ class ReasoningGap:
 
 
 def closed_cases() -> list[Case]:
-    """Every case except the probe's, in the order of the README table."""
+    """Every case except the probe's, in the order of the table in docs/statistics.md."""
     cases = [near_random_case("threshold", 0.60), near_random_case("robust", 0.75), near_random_case("fragile", 0.55),
              finetune_case("threshold", 0.0), finetune_case("robust", 0.10), finetune_case("fragile", 0.0),
              accuracy_swing_case("threshold", 0.10), accuracy_swing_case("robust", 0.0),

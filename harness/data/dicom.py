@@ -28,6 +28,8 @@ import numpy as np
 from PIL import Image
 
 from harness.core import HarnessError
+from harness.data.image_input import check_pixel_budget, open_stream
+from harness.data.image_input import window_to_uint8 as min_max_to_uint8
 
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
 DICOM_INSTALL_HINT = "pip install 'medvlm-fragility[dicom]'  (or: pip install pydicom)"
@@ -62,9 +64,7 @@ def _import_pydicom(source: str):
 
 def load_dicom(path_or_bytes, *, source: str, max_pixels: int) -> Image.Image:
     """Read one DICOM file (path or bytes) into upright 8-bit RGB; HarnessError on any problem."""
-    from harness.data.images import _open_stream, check_pixel_budget
-
-    with _open_stream(path_or_bytes, source) as stream:  # missing / empty files first
+    with open_stream(path_or_bytes, source) as stream:  # missing / empty files first
         ds = _read_dataset(_import_pydicom(source), stream, source)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
@@ -79,9 +79,7 @@ def load_dicom(path_or_bytes, *, source: str, max_pixels: int) -> Image.Image:
             grey = 255 - grey
         return Image.fromarray(np.ascontiguousarray(grey)).convert("RGB")
     if pixels.ndim == 3 and pixels.shape[-1] == 3:  # RGB, or YBR already converted by pydicom
-        from harness.data.images import _window_to_uint8
-
-        rgb = pixels if pixels.dtype == np.uint8 else _window_to_uint8(pixels)
+        rgb = pixels if pixels.dtype == np.uint8 else min_max_to_uint8(pixels)
         return Image.fromarray(np.ascontiguousarray(rgb.astype(np.uint8)))
     raise HarnessError(f"{source}: DICOM photometric interpretation {photometric!r} is not supported "
                        "(MONOCHROME1, MONOCHROME2, RGB and YBR are)")
@@ -164,16 +162,14 @@ def rescale(pixels: np.ndarray, ds) -> np.ndarray:
 
 def window_to_uint8(values: np.ndarray, ds) -> np.ndarray:
     """The file's linear window (first of several) onto 0..255; min..max when it has none."""
-    from harness.data.images import _window_to_uint8
-
     center = _first_value(ds.get("WindowCenter", None))
     width = _first_value(ds.get("WindowWidth", None))
     try:
         center, width = float(center), float(width)
     except (TypeError, ValueError):
-        return _window_to_uint8(values)
+        return min_max_to_uint8(values)
     if not (np.isfinite(center) and np.isfinite(width)) or width < 1:
-        return _window_to_uint8(values)
+        return min_max_to_uint8(values)
     # DICOM PS3.3 C.11.2.1.2.1, linear function.
     scaled = ((values - (center - 0.5)) / (width - 1 if width > 1 else 1) + 0.5) * 255.0
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)

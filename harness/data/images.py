@@ -24,7 +24,6 @@ Decisions:
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Union
 
@@ -32,8 +31,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from harness.core import HarnessError, sha256_bytes, sha256_file
+from harness.data.image_input import PathOrBytes, check_pixel_budget, window_to_uint8 as _window_to_uint8
+from harness.data.image_input import open_stream as _open_stream
 
-PathOrBytes = Union[str, Path, bytes, bytearray, memoryview]
 
 DEFAULT_MAX_PIXELS = 50_000_000
 
@@ -100,18 +100,6 @@ def to_rgb(img: Image.Image, *, source: str = "image") -> Image.Image:
         raise HarnessError(f"{source}: image mode {mode!r} cannot be converted to RGB ({exc})") from exc
 
 
-def check_pixel_budget(img: Image.Image, *, source: str, max_pixels: int) -> None:
-    """Refuse images whose header claims more pixels than allowed, before decoding."""
-    width, height = img.size
-    if width <= 0 or height <= 0:
-        raise HarnessError(f"{source}: image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
-        raise HarnessError(
-            f"{source}: possible decompression bomb: {width}x{height} = {width * height} pixels "
-            f"exceeds the limit of {max_pixels}"
-        )
-
-
 def image_sha256(path: Union[str, Path]) -> str:
     """Content hash of the file's bytes: the image part of every response-cache key."""
     try:
@@ -128,25 +116,6 @@ def pixel_sha256(img: Image.Image) -> str:
     """
     header = f"{img.mode}:{img.width}x{img.height}:".encode()
     return sha256_bytes(header + img.tobytes())
-
-
-def _open_stream(path_or_bytes: PathOrBytes, source: str):
-    """A binary stream over the input, after the checks that need no decoder."""
-    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        if len(path_or_bytes) == 0:
-            raise HarnessError(f"{source}: empty image data (0 bytes)")
-        return io.BytesIO(bytes(path_or_bytes))
-    path = Path(path_or_bytes)
-    if not path.exists():
-        raise HarnessError(f"{source}: image file not found")
-    if not path.is_file():
-        raise HarnessError(f"{source}: not a regular file")
-    try:
-        if path.stat().st_size == 0:
-            raise HarnessError(f"{source}: empty file (0 bytes)")
-        return open(path, "rb")
-    except OSError as exc:
-        raise HarnessError(f"{source}: cannot read file ({exc.strerror or exc})") from exc
 
 
 def _open_image(stream, source: str) -> Image.Image:
@@ -169,19 +138,6 @@ def _decode(img: Image.Image, source: str) -> None:
         raise HarnessError(f"{source}: possible decompression bomb ({exc})") from exc
     except Exception as exc:
         raise HarnessError(f"{source}: truncated or corrupt image data ({type(exc).__name__}: {exc})") from exc
-
-
-def _window_to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Map the finite value range of a wide greyscale array linearly onto 0..255."""
-    data = arr.astype(np.float64)
-    finite = np.isfinite(data)
-    if not finite.any():
-        return np.zeros(data.shape, dtype=np.uint8)
-    lo, hi = float(data[finite].min()), float(data[finite].max())
-    if hi <= lo:  # a flat image: keep it flat, at black
-        return np.zeros(data.shape, dtype=np.uint8)
-    scaled = (np.where(finite, data, lo) - lo) * (255.0 / (hi - lo))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def _composite_on_black(rgba: Image.Image) -> Image.Image:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.backends import tiny
+from harness.organism import tiny
 
 from .config import Geometry
 

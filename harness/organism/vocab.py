@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from harness.backends import tiny
+from harness.organism import tiny
 
 from . import general_data, med_data, scenes
 

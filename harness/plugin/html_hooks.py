@@ -12,9 +12,9 @@ import math
 
 from ..results import unique_answer_counts, unique_input_errors
 from .collected import batch_invariance_by_model, endpoint_notes
-from .plots import plot_scatter
-from .report import plot_difficulty, plot_per_prompt, render_evidence
-from .report_header import render_report_header, render_thumbnails
+from ..report.plots import plot_scatter
+from ..report.html import plot_difficulty, plot_per_prompt, render_evidence
+from ..report.header import render_report_header, render_thumbnails
 
 THUMBNAILS_PER_CLASS = 2
 THUMBNAIL_PX = 64

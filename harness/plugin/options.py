@@ -9,7 +9,7 @@ from typing import Optional
 GROUP = "medvlm-fragility"
 
 
-# The default sample size, chosen from the calibration study (bench/calibration.py, README
+# The default sample size, chosen from the calibration study (bench/calibration.py, docs/statistics.md
 # "What the suite can detect"): the smallest of 50/100/200 per class at which every test
 # passes its robust subject >= 0.9 and fails its fragile subject >= 0.8.
 DEFAULT_N_PER_CLASS = 100

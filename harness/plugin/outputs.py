@@ -4,7 +4,7 @@ Split from evidence.py (which collects each test's record) so that the pytest ho
 only decides *when* to write: summary.json (with the run's fingerprint and, with
 `--compare-to`, the changes since that run), summary.md (the CI job summary) and
 errors.csv. The writers themselves know nothing of pytest (harness/results.py,
-harness/job_summary.py, harness/compare.py).
+harness/report/job_summary.py, harness/results/compare.py).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..compare import compare_runs, load_summary, run_fingerprint
-from ..image_changes import write_image_changes
-from ..job_summary import write_summary_md
+from ..results.compare import compare_runs, load_summary, run_fingerprint
+from ..results.image_changes import write_image_changes
+from ..report.job_summary import write_summary_md
 from ..results import summary_record, unique_input_errors, write_input_errors, write_summary
 
 

@@ -20,10 +20,11 @@ from harness.serve.limits import DEFAULT_CACHE_DIR, DEFAULT_HOST, MAX_BODY_BYTES
 from harness.serve.server import is_loopback_host, start_server
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    from harness import serve as package  # its docstring's first paragraph is the --help summary
+SUMMARY = "A small OpenAI-compatible server for a registry model, for tests and local use."
 
-    parser = argparse.ArgumentParser(prog="python -m harness.serve", description=package.__doc__.split("\n\n")[0])
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.serve", description=SUMMARY)
     parser.add_argument("--model", required=True, help="registry name of the model to serve (backend 'hf')")
     parser.add_argument("--models-file", action="append", default=[], metavar="PATH", help="extra registry entries")
     parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind (default 127.0.0.1)")

@@ -22,7 +22,7 @@ things decide whether its answer can be trusted:
 Refitting B × folds ridge probes is affordable because every fit is closed form and
 they are all done at once: a batched eigendecomposition of the folds' weighted
 covariance matrices, after which each penalty on the grid costs a few vector
-operations. The cost is stated in the README (`probe_replicates`, default 400).
+operations. The cost is stated in docs/statistics.md (`probe_replicates`, default 400).
 """
 
 from __future__ import annotations

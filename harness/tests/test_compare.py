@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.compare import compare_runs
-from harness.job_summary import render_summary_md
-from harness.plugin.report_header import render_changes
+from harness.results.compare import compare_runs
+from harness.report.job_summary import render_summary_md
+from harness.report.header import render_changes
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = {"images_sha256": {"brain_tumor": "i"}, "thresholds_sha256": "t"}

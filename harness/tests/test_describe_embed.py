@@ -12,7 +12,7 @@ from harness.backends.identity import model_identity
 from harness.config.registry import load_registry
 from harness.core import ModelSpec
 from harness.data.sources import load_synthetic
-from harness.describe import (
+from harness.fill.describe import (
     description_block,
     description_table,
     diagnoser_prompt,
@@ -20,8 +20,8 @@ from harness.describe import (
     fill_diagnoses,
     parse_diagnosis,
 )
-from harness.embed import NoEncoder, fill_embeddings
-from harness.runner import BackendHandle
+from harness.fill.embed import NoEncoder, fill_embeddings
+from harness.fill.closed_form import BackendHandle
 from harness.store import ResponseStore
 
 REGISTRY = load_registry()

@@ -18,7 +18,7 @@ import torch
 from harness.backends import make_backend
 from harness.config.registry import load_registry
 from harness.data.sources import load_synthetic
-from harness.embed import embedding_key
+from harness.fill.embed import embedding_key
 
 REGISTRY = load_registry()
 TASK = REGISTRY.tasks["brain_tumor"]

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.backends import Backend, make_backend, tiny
+from harness.backends import Backend, make_backend
+from harness.organism import tiny
 from harness.backends.identity import folder_fingerprint, model_identity
 from harness.backends.hf import HFBackend, plan_batches
 from harness.core import GenerationRequest, HarnessError, ModelSpec

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.job_summary import render_summary_md, write_summary_md
+from harness.report.job_summary import render_summary_md, write_summary_md
 
 
 def _r(model, task, finding, label, outcome="passed"):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.core import PromptVariant, TaskSpec
-from harness.judge import JUDGE_VERSION, judge_messages, parse_judge_reply
+from harness.fill.judge import JUDGE_VERSION, judge_messages, parse_judge_reply
 
 TASK = TaskSpec(key="pneumonia", title="Pneumonia", modality="chest X-ray", disease="pneumonia",
                 positive_name="pneumonia", negative_name="normal", difficulty=2, hints="consolidation")

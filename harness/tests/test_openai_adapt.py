@@ -19,7 +19,7 @@ from harness.backends import Backend
 from harness.backends.openai_adapt import error_detail, follows_schema
 from harness.backends.openai_backend import OpenAIBackend
 from harness.core import GenerationRequest, GenerationResult, ModelSpec
-from harness.describe import DIAGNOSIS_SCHEMA
+from harness.fill.describe import DIAGNOSIS_SCHEMA
 from harness.serve import Fault, FaultPlan, start_server
 
 TEXT_REQUEST = GenerationRequest(prompt="Say yes.", image_key=None, max_new_tokens=4, system="You are terse.")
@@ -130,8 +130,8 @@ def test_structured_output_is_turned_off_per_server(serve, client):
 
 
 def test_the_filler_gathers_the_notes_for_the_report(serve, client):
-    from harness.filler import Filler
-    from harness.runner import BackendHandle
+    from harness.fill.scheduler import Filler
+    from harness.fill.closed_form import BackendHandle
 
     srv = serve()
     backend = client(srv.url)

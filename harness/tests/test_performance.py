@@ -23,13 +23,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.backends import make_backend, tiny
+from harness.backends import make_backend
+from harness.organism import tiny
 from harness.backends.hf_batch import ImageFeatureCache, _concatenate, kv_bytes_per_token, rows_that_fit
-from harness.batch_invariance import check_batch_invariance, check_model
+from harness.fill.batch_invariance import check_batch_invariance, check_model
 from harness.config.registry import load_registry
 from harness.core import GenerationRequest
 from harness.data.sources import load_synthetic
-from harness.runner import BackendHandle, fill_closed_form
+from harness.fill.closed_form import BackendHandle, fill_closed_form
 from harness.store import ResponseStore
 from harness.tests.test_hf_backend import spec
 
@@ -227,7 +228,7 @@ def test_batch_invariance_reports_a_sane_share_and_reruns_for_free(filled):
 
 
 def test_batch_invariance_detects_a_changed_answer(filled):
-    from harness.batch_invariance import alone_key, sample_cells
+    from harness.fill.batch_invariance import alone_key, sample_cells
 
     cells = sample_cells(filled.identity, filled.grids, filled.store, max_new_tokens=8, n=4)
     rows = [{"key": alone_key(filled.identity, c[3], c[1], 8), "stage": "closed_batch1", "model": "m", "task": "t",
@@ -242,7 +243,7 @@ def test_batch_invariance_detects_a_changed_answer(filled):
 
 
 def _closed_keys(filled) -> list[str]:
-    from harness.runner import closed_form_key
+    from harness.fill.closed_form import closed_form_key
 
     return [closed_form_key(filled.identity, v.render(t), i, 8) for t, items, vs in filled.grids for i in items for v in vs]
 

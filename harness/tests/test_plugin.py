@@ -16,7 +16,7 @@ import pytest
 from harness.backends.identity import model_identity
 from harness.config.registry import load_registry
 from harness.data.sources import load_synthetic
-from harness.runner import closed_form_key
+from harness.fill.closed_form import closed_form_key
 from harness.store import ResponseStore
 
 pytest_plugins = ["pytester"]

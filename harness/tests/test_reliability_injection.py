@@ -15,7 +15,7 @@ structured reply. The tests:
   organism diagnoser) sees only confined prompts. The untrained model's outcomes do not
   move with the injection; the trained diagnoser's may, and that is measured, not
   hidden: it reads the description as data, and an appended sentence is different
-  data (2 of 12 verdicts move; README "Reliability").
+  data (2 of 12 verdicts move; docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ import re
 
 import pytest
 
-from harness import describe, judge
+from harness.fill import describe, judge
 from harness.backends import Backend, make_backend
 from harness.backends.identity import model_identity
 from harness.config.registry import load_registry
 from harness.core import GenerationResult, ModelSpec
-from harness.describe import DIAGNOSER_SYSTEM, description_table, diagnoser_prompt, fill_diagnoses
-from harness.runner import BackendHandle, judge_unclassified
+from harness.fill.describe import DIAGNOSER_SYSTEM, description_table, diagnoser_prompt, fill_diagnoses
+from harness.fill.closed_form import BackendHandle, judge_unclassified
 from harness.store import ResponseStore
 
 REGISTRY = load_registry()

@@ -285,7 +285,7 @@ def test_bad_registry_toml_stops_the_run_before_any_model_is_asked(pytester, tmp
 
 
 def test_input_error_list_is_escaped_capped_and_deduplicated():
-    from harness.plugin.report_header import render_input_errors
+    from harness.report.header import render_input_errors
     from harness.results import unique_input_errors
 
     hostile = {"task": TASK, "image_id": "x/<img src=x onerror=alert(1)>.png", "error": "<script>alert(1)</script>"}

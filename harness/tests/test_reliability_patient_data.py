@@ -155,7 +155,7 @@ def test_hostile_model_output_is_escaped_in_the_report_and_junit(suite, tmp_path
 
 
 def test_thumbnail_captions_are_escaped_and_only_pngs_are_shown():
-    from harness.plugin.report_header import render_thumbnails
+    from harness.report.header import render_thumbnails
 
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, format="PNG")

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from harness.plugin import report
-from harness.plugin.report import (
+from harness.report import html as report
+from harness.report.html import (
     CELL_STATES,
     cell_state,
     escape,
@@ -20,7 +20,7 @@ from harness.plugin.report import (
     render_evidence,
     render_summary_grid,
 )
-from harness.plugin.report_header import render_batch_invariance, render_report_header
+from harness.report.header import render_batch_invariance, render_report_header
 
 PNG = b"\x89PNG"
 ALLOWED_TAGS = {"section", "div", "span", "table", "tr", "th", "td", "img", "style",
@@ -295,7 +295,7 @@ def test_plot_difficulty():
 def test_task_ranks_follow_difficulty():
     pts = [{"task": "b", "difficulty": 2}, {"task": "a", "difficulty": 3},
            {"task": "z", "difficulty": None}, {"task": "c", "difficulty": 1}]
-    from harness.plugin.plots import _task_ranks
+    from harness.report.plots import _task_ranks
     assert _task_ranks(pts) == ["c", "b", "a", "z"]
 
 

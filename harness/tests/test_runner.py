@@ -9,9 +9,9 @@ from harness.backends.identity import model_identity
 from harness.config.registry import load_registry
 from harness.core import HarnessError, ImageItem
 from harness.data.sources import load_synthetic
-from harness.judge import judge_messages
+from harness.fill.judge import judge_messages
 from harness.parsing import parse_answer
-from harness.runner import (
+from harness.fill.closed_form import (
     BackendHandle,
     build_table,
     fill_closed_form,

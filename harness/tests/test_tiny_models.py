@@ -1,4 +1,4 @@
-"""Tests of the tiny random-weight model builders (harness/backends/tiny.py).
+"""Tests of the tiny random-weight model builders (harness/organism/tiny.py).
 
 The builders stand in for real checkpoints everywhere a test needs a model, so what
 matters is that they are real transformers checkpoints (safetensors, processor, chat
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends import tiny
+from harness.organism import tiny
 from harness.backends.identity import folder_fingerprint
 from harness.core import HarnessError
 

@@ -30,7 +30,7 @@ from harness.backends import make_backend
 from harness.backends.openai_backend import OpenAIBackend
 from harness.config.registry import load_registry
 from harness.core import GenerationRequest, ModelSpec
-from harness.describe import DIAGNOSER_SYSTEM, DIAGNOSIS_SCHEMA, diagnoser_prompt, parse_diagnosis
+from harness.fill.describe import DIAGNOSER_SYSTEM, DIAGNOSIS_SCHEMA, diagnoser_prompt, parse_diagnosis
 from harness.organism.build import resolve_builtin
 from harness.tests.test_endpoint_suite import run_suite
 from harness.tests.transformers_serve import INSTALL_HINT, launch, missing_serving_extra

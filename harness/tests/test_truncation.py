@@ -26,7 +26,7 @@ from harness.core import GenerationRequest
 from harness.data.sources import load_synthetic
 from harness.parsing import parse_answer
 from harness.results import answer_counts
-from harness.runner import BackendHandle, build_table, fill_closed_form
+from harness.fill.closed_form import BackendHandle, build_table, fill_closed_form
 from harness.serve import start_server
 from harness.store import ResponseStore
 

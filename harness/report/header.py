@@ -13,7 +13,7 @@ from collections.abc import Mapping
 __all__ = ["render_report_header", "render_answer_counts", "render_changes", "render_batch_invariance", "render_input_errors",
            "render_thumbnails"]
 
-from .report import _MAX_TABLE_ROWS, _PNG_MAGIC, _images_html, _truncate, escape, render_summary_grid
+from .html import _MAX_TABLE_ROWS, _PNG_MAGIC, _images_html, _truncate, escape, render_summary_grid
 
 def _remote_line(destinations: list[str]) -> str:
     """SPEC §8: the report records every remote destination that saw data."""

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .core import GenerationRequest, HarnessError, ImageItem, PromptVariant, TaskSpec
-from .runner import BackendHandle, _load_images, closed_form_key
-from .store import ResponseStore, cache_key
+from ..core import GenerationRequest, HarnessError, ImageItem, PromptVariant, TaskSpec
+from .closed_form import BackendHandle, _load_images, closed_form_key
+from ..store import ResponseStore, cache_key
 
 SAMPLE = 24
 STAGE = "closed_batch1"

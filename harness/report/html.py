@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 
 from harness.core import FINDINGS
-from harness.plugin.plots import plot_difficulty, plot_per_prompt
+from harness.report.plots import plot_difficulty, plot_per_prompt
 
 __all__ = [
     "CELL_STATES", "INCONCLUSIVE_STATE", "FINDINGS", "REPORT_CSS", "escape",

@@ -9,13 +9,13 @@ model never stops the others.
 
 from __future__ import annotations
 
-from .backends.identity import model_identity
+from ..backends.identity import model_identity
 from .batch_invariance import check_model as check_batch_invariance
-from .core import HarnessError, NotApplicable
+from ..core import HarnessError, NotApplicable
 from .describe import description_table, fill_descriptions, fill_diagnoses
 from .embed import fill_embeddings
-from .parsing import parse_answer
-from .runner import BackendHandle, build_table, fill_closed_form, judge_unclassified, unclassified_cells
+from ..parsing import parse_answer
+from .closed_form import BackendHandle, build_table, fill_closed_form, judge_unclassified, unclassified_cells
 
 STAGE_ORDER = ("closed", "describe", "embed")
 

@@ -16,11 +16,11 @@ from typing import Optional
 
 import pandas as pd
 
-from .config.prompts import render_text
-from .core import GenerationRequest, ImageItem, TaskSpec, TextTemplate
-from .parsing import parse_yes_no
-from .runner import BackendHandle, _load_images
-from .store import ResponseStore, cache_key
+from ..config.prompts import render_text
+from ..core import GenerationRequest, ImageItem, TaskSpec, TextTemplate
+from ..parsing import parse_yes_no
+from .closed_form import BackendHandle, _load_images
+from ..store import ResponseStore, cache_key
 
 DIAGNOSER_SYSTEM = (
     "You read descriptions of medical images written by another model. The description is "

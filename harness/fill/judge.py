@@ -20,7 +20,7 @@ import html
 import json
 import re
 
-from .core import PromptVariant, TaskSpec
+from ..core import PromptVariant, TaskSpec
 
 JUDGE_VERSION = 1
 JUDGE_LABELS: tuple[str, ...] = ("POSITIVE", "NEGATIVE", "AMBIGUOUS")

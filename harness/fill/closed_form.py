@@ -12,8 +12,8 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from .core import GenerationRequest, HarnessError, ImageItem, ModelSpec, PromptVariant, TaskSpec
-from .store import ResponseStore, cache_key
+from ..core import GenerationRequest, HarnessError, ImageItem, ModelSpec, PromptVariant, TaskSpec
+from ..store import ResponseStore, cache_key
 
 Progress = Callable[[str, int, int], None]  # (label, done, total)
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .core import ImageItem, NotApplicable
-from .runner import BackendHandle, _load_images
-from .store import ResponseStore, cache_key
+from ..core import ImageItem, NotApplicable
+from .closed_form import BackendHandle, _load_images
+from ..store import ResponseStore, cache_key
 
 
 class NoEncoder(NotApplicable):
