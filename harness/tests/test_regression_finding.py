@@ -93,3 +93,42 @@ def test_the_bounds_are_paired_by_image(previous):
 
     own = mean_ba(previous, weights_for(previous, 400, FAST.seed))[1][1:]
     assert width < np.quantile(own, 0.95) - np.quantile(own, 0.05)
+
+
+def _independent_flip_rate(grid: Grid) -> float:
+    """Answered-pair flips over the harmless families, counted cell by cell."""
+    from harness.core import DIRECTIONAL_FAMILIES, PERTURBATION_FAMILIES
+    from harness.findings.prompt_sensitivity import perturbation_pairs
+
+    flips = answered = 0
+    for family in PERTURBATION_FAMILIES:
+        if family in DIRECTIONAL_FAMILIES:
+            continue
+        for x, y in perturbation_pairs(SPECS, family):
+            a, b = grid.column(x), grid.column(y)
+            for u, v in zip(a, b):
+                if u in ("error", "refused") or v in ("error", "refused"):
+                    continue
+                answered += 1
+                flips += u != v
+    return flips / answered
+
+
+def test_flip_rate_is_the_answered_pair_share_and_the_estimate_is_the_sample_delta(previous):
+    rng = np.random.default_rng(11)
+    out = previous.outcome.copy()
+    for i in range(previous.n_images):  # some refusals and errors, which must not count as flips
+        for j in range(len(previous.variants)):
+            r = rng.random()
+            out[i, j] = "refused" if r < 0.05 else ("error" if r < 0.08 else out[i, j])
+    noisy_grid = Grid(list(previous.image_ids), list(previous.variants), previous.is_pos.copy(), out)
+    verdict = regression.evaluate(noisy_grid, previous, SPECS, "flip_rate", FAST)
+    assert verdict.details["new"] == pytest.approx(_independent_flip_rate(noisy_grid), abs=1e-4)
+    assert verdict.details["previous"] == pytest.approx(_independent_flip_rate(previous), abs=1e-4)
+    assert verdict.value == pytest.approx(verdict.details["new"] - verdict.details["previous"], abs=2e-4)
+    assert verdict.ci_low <= verdict.value <= verdict.ci_high and verdict.n_images == previous.n_images
+    assert verdict.finding == "regression" and "must not be worse" in verdict.description
+    ba = regression.evaluate(outcomes(previous, break_share(0.1)), previous, SPECS, "balanced_accuracy", FAST)
+    assert ba.value == pytest.approx(ba.details["new"] - ba.details["previous"], abs=2e-4)
+    with pytest.raises(ValueError, match="unknown regression metric 'swing'; known: balanced_accuracy"):
+        regression.evaluate(previous, previous, SPECS, "swing", FAST)
