@@ -10,9 +10,10 @@ drives both versions, so the images' shared difficulty cancels):
   passes iff the lower bound of Δ ≥ −max_ba_loss;
 - refusal_rate: Δ = refusal rate(new) − refusal rate(previous); passes iff the upper bound
   of Δ ≤ max_refusal_increase;
-- flip_rate: Δ of the answer flip rate under the harmless perturbation families (answered
-  pairs, mean over the families' pairs, prompt_sensitivity's definition); passes iff the
-  upper bound ≤ max_flip_increase.
+- flip_rate: Δ of the answer flip rate under the harmless perturbation families: flips
+  among the (image, pair) cells answered under both prompts, pooled over every harmless
+  family's pairs (prompt_sensitivity judges each family apart, as a mean over its pairs);
+  passes iff the upper bound ≤ max_flip_increase.
 
 A version identical to its previous one has Δ ≡ 0 and passes every check (no worse is
 what a regression gate asks; finetune_gain is the test that asks for "better"). Bounds:
@@ -37,7 +38,7 @@ METRICS = ("balanced_accuracy", "refusal_rate", "flip_rate")
 
 
 def _flip_rate(grid: Grid, variants, weights: np.ndarray) -> np.ndarray:
-    """Flip rate over every harmless family's answered pairs, per replicate (1+B,)."""
+    """Flips among answered (image, pair) cells, pooled over the harmless families' pairs, per replicate (1+B,)."""
     pairs = [p for family in PERTURBATION_FAMILIES if family not in DIRECTIONAL_FAMILIES
              for p in perturbation_pairs(variants, family)
              if p[0] in grid.variants and p[1] in grid.variants]
