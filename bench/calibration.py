@@ -2,6 +2,18 @@
 
     python bench/calibration.py --markdown   # the study docs/statistics.md's tables come from (about 6 min)
     python bench/calibration.py --scale 0.2  # quicker, wider Monte-Carlo error
+    python bench/calibration.py --whole-run [--write]   # whole runs through the sequential design (issue 18)
+
+`--whole-run` simulates complete runs of the gate at the defaults (every test of every
+task, each through the looks of the sequential design, harness/calibration/whole_run.py)
+and prints the per-test rates under the design, then, each on its own line with its
+Monte-Carlo standard error: whole_run_robust_pass, whole_run_fragile_fail (the worst
+case over which test is fragile), mean_images_per_class and max_false_pass_rate (each
+test exactly at its threshold, through all the looks; the largest share). `--write`
+stores the figures in harness/calibration/design_rates.json, which the report header and
+summary.md quote for a run with the same design and thresholds.
+
+Without it:
 
 For every test (harness/calibration/cases.py) it simulates subjects with known truth and
 realistic noise (about 5 % of answers changing between prompts, 2 % random refusals,
@@ -61,7 +73,13 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--markdown", action="store_true", help="print the full table as Markdown (docs/statistics.md)")
     parser.add_argument("--readme", action="store_true", help="print the short table (the default n) of docs/statistics.md as Markdown")
+    parser.add_argument("--whole-run", action="store_true", help="simulate whole runs through the sequential design")
+    parser.add_argument("--write", action="store_true", help="with --whole-run: store the figures for the report")
+    parser.add_argument("--one-look", action="store_true",
+                        help="with --whole-run: the fixed design (one look at the first n), for comparison")
     args = parser.parse_args(argv)
+    if args.whole_run:
+        return whole_run_main(args)
 
     default_n = DEFAULT_N_PER_CLASS
     budget = Budget().scaled(args.scale)
@@ -102,6 +120,50 @@ def main(argv=None) -> int:
     for name, value in headline(result["cells"], default_n).items():
         print(f"{name} {value[0]:.3f} ± {value[1]:.3f}")
     print(f"run_seconds {result['seconds']:.0f}")
+    return 0
+
+
+def whole_run_main(args) -> int:
+    from harness.calibration.rates import write_rates
+    from harness.calibration.whole_run import WholeRunBudget, simulate
+
+    budget = WholeRunBudget().scaled(args.scale)
+    if args.one_look and args.write:
+        raise SystemExit("--one-look is a comparison: its rates are not the design's, so they are not written")
+    result = simulate(budget, args.workers, DEFAULT_N_PER_CLASS, {"max_n_per_class": 0} if args.one_look else None)
+    print(f"design: {result.design.describe()}")
+    print(f"simulated: {budget.runs} whole runs of 4 tasks x 11 tests, {budget.threshold} subjects per test at its "
+          f"threshold, pools of {budget.pool} probe and reasoning-gap embedding subjects")
+    print(f"{'test':28s} {'false pass':>15s} {'robust pass':>15s} {'fragile fail':>15s} {'shown fragile':>15s} "
+          f"{'n robust':>8s} {'n at thr.':>9s}")
+    for test, r in result.per_test.items():
+        n_r = "" if r["robust_mean_n"] is None else f"{r['robust_mean_n']:.0f}"
+        n_t = "" if r["threshold_mean_n"] is None else f"{r['threshold_mean_n']:.0f}"
+        print(f"{test:28s} {_pct(r['false_pass']):>15s} {_pct(r['robust_pass']):>15s} {_pct(r['fragile_fail']):>15s} "
+              f"{_pct(r['fragile_shown']):>15s} {n_r:>8s} {n_t:>9s}")
+    for test, value in sorted(result.fragile_fail.items(), key=lambda kv: kv[1][0]):
+        print(f"  whole run fails when {test} is fragile on one task: {_pct(value)}")
+    if args.markdown:
+        print()
+        print("| test | false pass at the threshold | robust subject passes | fragile subject fails (shown fragile) "
+              "| mean images per class: robust, at the threshold |")
+        print("|---|---|---|---|---|")
+        for test, r in result.per_test.items():
+            sizes = "(own 300)" if r["robust_mean_n"] is None else f"{r['robust_mean_n']:.0f}, {r['threshold_mean_n']:.0f}"
+            print(f"| {test} | {_pct(r['false_pass'])} | {_pct(r['robust_pass'])} | {_pct(r['fragile_fail'])} "
+                  f"({_pct(r['fragile_shown'])}) | {sizes} |")
+    if args.write:
+        path = write_rates(result)
+        print(f"design rates written to {path}")
+    worst_test, worst = result.worst_fragile
+    fp_test, fp = result.max_false_pass
+    print()
+    print(f"whole_run_robust_pass: {_pct(result.robust_pass)}")
+    print(f"whole_run_fragile_fail: {_pct(worst)} (worst case: {worst_test} fragile)")
+    print(f"mean_images_per_class: {result.mean_images_per_class[0]:.1f} ± {result.mean_images_per_class[1]:.1f} "
+          f"(first look {DEFAULT_N_PER_CLASS}; {result.mean_images_per_class[0] / DEFAULT_N_PER_CLASS:.2f}x)")
+    print(f"max_false_pass_rate: {_pct(fp)} ({fp_test}, at its threshold through every look)")
+    print(f"run_seconds {result.seconds:.0f}")
     return 0
 
 

@@ -137,7 +137,7 @@ def transformers_latency(args) -> int:
     import statistics
 
     from harness.backends.openai_backend import OpenAIBackend
-    from harness.organism.build import resolve_builtin
+    from harness.organism.shipped import resolve_builtin
     from harness.tests.transformers_serve import missing_serving_extra, start_transformers_serve
 
     reason = missing_serving_extra()

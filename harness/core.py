@@ -264,6 +264,10 @@ class Thresholds:
             "components": 32,
         }
     )
+    sequential: dict = field(
+        default_factory=lambda: {"max_n_per_class": 300, "step_per_class": 50, "spending_gamma": 2.0,
+                                 "min_decide_chance": 0.05}
+    )
     generation: dict = field(
         default_factory=lambda: {"max_new_tokens": 8, "reask_max_new_tokens": 64, "last_reask_max_new_tokens": 256,
                                  "describe_max_new_tokens": 96, "batch_size": 16}

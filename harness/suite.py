@@ -58,8 +58,9 @@ class Suite:
         self.store = ResponseStore(settings.cache_dir / "responses.sqlite")
         self._items: dict[tuple[str, int], list[ImageItem]] = {}
         self._hf_pools: dict[str, list[ImageItem]] = {}
-        self.results: dict[tuple[str, str, str], object] = {}  # (stage, model, task) -> table / embeddings
-        self.failures: dict[tuple[str, str, str], Exception] = {}
+        # (stage, model, task, images per class) -> table / embeddings, one per look filled
+        self.results: dict[tuple[str, str, str, int], object] = {}
+        self.failures: dict[tuple[str, str, str, int], Exception] = {}
         self.fill_stats: dict[tuple[str, str], RunStats] = {}
         self.remote_destinations: set[str] = set()
         # "<model>: <line>" for what endpoint backends noticed about their servers (e.g. a
@@ -105,11 +106,35 @@ class Suite:
             return {t.key: sources.load_image_folder(s.data_root, t) for t in self.tasks}
         return None
 
-    def items(self, task: TaskSpec) -> list[ImageItem]:
-        """The balanced, seeded sample of a task's images (loaded once per process)."""
-        return self._sample(task, self.settings.n_per_class)
+    @property
+    def design(self):
+        """The looks of this run (harness.stats.sequential): images per class at each look and
+        the confidence of each look's bounds; one look when [sequential] allows no more."""
+        if getattr(self, "_design", None) is None:
+            from .stats.sequential import make_design
 
-    def probe_items(self, task: TaskSpec) -> list[ImageItem]:
+            seq = self.thresholds.sequential
+            self._design = make_design(self.settings.n_per_class, int(seq["max_n_per_class"]), int(seq["step_per_class"]),
+                                       self.thresholds.confidence, float(seq["spending_gamma"]),
+                                       float(seq["min_decide_chance"]))
+        return self._design
+
+    def items(self, task: TaskSpec, n: Optional[int] = None) -> list[ImageItem]:
+        """The balanced, seeded sample of a task's images at `n` per class (default: the first
+        look, --n-per-class); a larger draw extends a smaller one (loaded once per process).
+        A later look may ask for more images than a class has: it gets them all, silently (the
+        verdict says that the data ran out), while a short first look warns as before."""
+        if n and n > self.settings.n_per_class:
+            import warnings
+
+            from .data.sampling import SamplingWarning
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SamplingWarning)
+                return self._sample(task, n)
+        return self._sample(task, n or self.settings.n_per_class)
+
+    def probe_items(self, task: TaskSpec, n: Optional[int] = None) -> list[ImageItem]:
         """The images embedded for the probe: `images_per_class` per class, at least the answered
         sample, and containing it (a larger draw extends the smaller one), so the reasoning gap
         pairs the probe with the direct answers on the same images."""
@@ -117,7 +142,7 @@ class Suite:
 
         from .data.sampling import SamplingWarning
 
-        wanted = max(self.settings.n_per_class, int(self.thresholds.embedding_separability["images_per_class"]))
+        wanted = max(n or self.settings.n_per_class, int(self.thresholds.embedding_separability["images_per_class"]))
         with warnings.catch_warnings():  # a class smaller than the probe's wish is used whole, as intended
             warnings.simplefilter("ignore", SamplingWarning)
             return self._sample(task, wanted)
@@ -174,27 +199,35 @@ class Suite:
             return self.settings.diagnoser
         return DEFAULT_DIAGNOSER if DEFAULT_DIAGNOSER in self.registry.models else None
 
-    def fill(self, needs: dict, factory: Callable, progress=None) -> None:
-        """Fill the store for {(model, task): {stages}}; each model loads at most once."""
-        Filler(self, factory, progress).run(needs)
+    def fill(self, needs: dict, factory: Callable, progress=None, n: Optional[int] = None) -> None:
+        """Fill the store for {(model, task): {stages}} at `n` images per class (default: the
+        first look); each model loads at most once."""
+        Filler(self, factory, progress, n=n or self.settings.n_per_class).run(needs)
 
-    def _result(self, stage: str, model: str, task: str, factory: Callable):
-        key = (stage, model, task)
+    def _result(self, stage: str, model: str, task: str, factory: Callable, n: Optional[int] = None):
+        key = (stage, model, task, n or self.settings.n_per_class)
         if key not in self.results and key not in self.failures:
-            self.fill({(model, task): {stage}}, factory)
+            self.fill({(model, task): {stage}}, factory, n=key[3])
         if key in self.failures:
             raise self.failures[key]
         return self.results[key]
 
-    def table(self, model: str, task: str, factory: Callable) -> pd.DataFrame:
-        """The closed-form response table of one subject."""
-        return self._result("closed", model, task, factory)
+    def table(self, model: str, task: str, factory: Callable, n: Optional[int] = None) -> pd.DataFrame:
+        """The closed-form response table of one subject at `n` images per class."""
+        return self._result("closed", model, task, factory, n)
 
-    def description_table(self, model: str, task: str, factory: Callable) -> pd.DataFrame:
-        return self._result("describe", model, task, factory)
+    def description_table(self, model: str, task: str, factory: Callable, n: Optional[int] = None) -> pd.DataFrame:
+        return self._result("describe", model, task, factory, n)
 
-    def embeddings(self, model: str, task: str, factory: Callable):
-        return self._result("embed", model, task, factory)
+    def embeddings(self, model: str, task: str, factory: Callable, n: Optional[int] = None):
+        return self._result("embed", model, task, factory, n)
+
+    def latest(self, stage: str, model: str, task: str):
+        """The result of the largest look filled for a stage and subject (None if none): the
+        report and responses.csv show every image a run asked about."""
+        found = [(k[3], v) for k, v in self.results.items() if k[:3] == (stage, model, task)]
+        return max(found, key=lambda kv: kv[0])[1] if found else None
 
     def all_tables(self) -> list[pd.DataFrame]:
-        return [v for (stage, _, _), v in self.results.items() if stage == "closed"]
+        cells = {(m, t) for (stage, m, t, _) in self.results if stage == "closed"}
+        return [self.latest("closed", m, t) for m, t in sorted(cells)]

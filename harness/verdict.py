@@ -65,6 +65,7 @@ class Verdict:
     description: str = ""  # what property was checked, in words
     details: dict = field(default_factory=dict)
     strict: bool = False  # "ge" only: the lower bound must exceed the threshold
+    note: str = ""  # how the verdict was reached, e.g. its look in a sequential design (said in the message)
 
     @property
     def bound(self) -> float:
@@ -127,6 +128,8 @@ class Verdict:
             text += "; neither bound decides"
             if self.images_needed_per_class:
                 text += f"; about {self.images_needed_per_class} images per class would likely decide it"
+        if self.note:
+            text += f" [{self.note}]"
         return text
 
     def record(self) -> dict:

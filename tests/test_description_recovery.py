@@ -9,10 +9,10 @@ diagnoser the test is skipped with the reason.
 
 import pytest
 
-from harness.findings import description_recovery
+from harness.findings import checks
 
 pytestmark = pytest.mark.finding("description_recovery", check="invariance")
 
 
 def test_no_suppressed_knowledge(subject, assert_robust):
-    assert_robust(lambda: description_recovery.evaluate(subject.description_grid(), subject.grid, subject.thresholds))
+    assert_robust(checks.no_suppressed_knowledge)

@@ -11,24 +11,15 @@ Backends without access to the encoder (endpoints) skip with a reason.
 
 import pytest
 
-from harness.findings import embedding_separability
+from harness.findings import checks
 
 pytestmark = pytest.mark.finding("embedding_separability", check="minimum functionality")
 
 
 def test_encoder_separates_classes(subject, assert_robust):
-    def evaluate():
-        emb = subject.embeddings()
-        return embedding_separability.encoder_separates(emb.vectors, emb.is_pos, emb.image_ids, subject.thresholds)
-
-    assert_robust(evaluate)
+    assert_robust(checks.encoder_separates_classes)
 
 
 @pytest.mark.finding("embedding_separability", check="invariance")
 def test_answers_use_encoder_signal(subject, assert_robust):
-    def evaluate():
-        emb = subject.embeddings()
-        return embedding_separability.answers_use_encoder(
-            emb.vectors, emb.is_pos, emb.image_ids, subject.grid, subject.thresholds)
-
-    assert_robust(evaluate)
+    assert_robust(checks.answers_use_encoder_signal)

@@ -8,10 +8,10 @@ at ceiling, the rule becomes non-inferiority. Exact McNemar is reported beside i
 
 import pytest
 
-from harness.findings import finetune_gain
+from harness.findings import checks
 
 pytestmark = pytest.mark.finding("finetune_gain", check="direction")
 
 
 def test_finetuning_gain(subject, assert_robust):
-    assert_robust(lambda: finetune_gain.evaluate(subject.grid, subject.base_grid(), subject.thresholds))
+    assert_robust(checks.finetuning_gain)

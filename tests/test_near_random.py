@@ -6,10 +6,10 @@ prompt variants, must have a one-sided lower bound of at least chance + min_marg
 
 import pytest
 
-from harness.findings import near_random
+from harness.findings import checks
 
 pytestmark = pytest.mark.finding("near_random", check="minimum functionality")
 
 
 def test_above_chance(subject, assert_robust):
-    assert_robust(near_random.evaluate, subject.grid, subject.thresholds)
+    assert_robust(checks.above_chance)

@@ -9,18 +9,18 @@ information, so it may help but must not hurt balanced accuracy.
 
 import pytest
 
-from harness.findings import prompt_sensitivity
+from harness.findings import checks
 
 pytestmark = pytest.mark.finding("prompt_sensitivity", check="invariance")
 
 
 def test_accuracy_swing(subject, assert_robust):
-    assert_robust(prompt_sensitivity.accuracy_swing, subject.grid, subject.thresholds)
+    assert_robust(checks.accuracy_swing)
 
 
 def test_refusal_swing(subject, assert_robust):
-    assert_robust(prompt_sensitivity.refusal_swing, subject.grid, subject.thresholds)
+    assert_robust(checks.refusal_swing)
 
 
 def test_answer_invariance(subject, perturbation, assert_robust):
-    assert_robust(prompt_sensitivity.answer_invariance, subject.grid, subject.variants, perturbation, subject.thresholds)
+    assert_robust(checks.answer_invariance, perturbation=perturbation)

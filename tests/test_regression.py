@@ -11,12 +11,11 @@ CheckList type: direction of change (non-inferiority).
 
 import pytest
 
-from harness.findings import regression
+from harness.findings import checks, regression
 
 pytestmark = pytest.mark.finding("regression", check="direction")
 
 
 @pytest.mark.parametrize("metric", regression.METRICS)
 def test_no_regression(subject, metric, assert_robust):
-    assert_robust(lambda: regression.evaluate(subject.grid, subject.previous_grid(), subject.variants, metric,
-                                              subject.thresholds))
+    assert_robust(checks.no_regression, metric=metric)

@@ -148,6 +148,8 @@ class HFBackend(Backend):
         self.load_notes = prepare_processor(processor, self.spec, config, text_only=text_only,
                                             strict=self.strict_checkpoints)
         dtype = self.dtype_name if self.dtype_name == "auto" else getattr(torch, self.dtype_name)
+        if self.dtype_name == "float32" and self.device.startswith("cuda"):
+            full_float32_on_cuda()
         kwargs = {**common, "dtype": dtype, "use_safetensors": True}
         try:
             model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
@@ -354,6 +356,16 @@ class HFBackend(Backend):
             import torch
 
             torch.cuda.empty_cache()
+
+
+def full_float32_on_cuda() -> None:
+    """float32 means float32 on a GPU too: PyTorch lets cuDNN convolutions (a vision tower's
+    patch embedding) use TF32, which keeps 10 mantissa bits, and a registry entry that pins
+    float32 (the organism does) asks for the CPU's arithmetic, so the same answers."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
 
 def plan_batches(requests: list[GenerationRequest], indices: list[int], batch_size: int) -> list[list[int]]:

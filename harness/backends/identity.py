@@ -24,11 +24,12 @@ def builtin_dir(cache_dir: Path, name: str) -> Path:
 
 
 def resolve_local_path(spec: ModelSpec, cache_dir: Path) -> Optional[Path]:
-    """The folder the model loads from, building a built-in tiny model on first use."""
+    """The folder the model loads from: the shipped organism, or a built-in tiny random-weight
+    model (built into the cache on first use)."""
     if spec.model.startswith("builtin:"):
         name = spec.model.split(":", 1)[1]
         if name.startswith("organism-"):
-            from ..organism import resolve_builtin  # trained on first use into a shared folder, keyed by code + config
+            from ..organism.shipped import resolve_builtin  # shipped in fixtures/organism, checked, never trained
 
             return Path(resolve_builtin(name))
         target = builtin_dir(cache_dir, name)
@@ -80,3 +81,8 @@ def effective_dtype(spec: ModelSpec) -> str:
     import torch
 
     return "bfloat16" if torch.cuda.is_available() else "float32"
+
+
+def identity_digest(identity: dict) -> str:
+    """A short, stable name for a model identity (what baseline.toml records)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]

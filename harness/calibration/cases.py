@@ -12,7 +12,7 @@ probability 0.8 or 0.5.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -32,13 +32,50 @@ PROBE_DIM = 64
 
 @dataclass(frozen=True)
 class Case:
-    """One simulated subject kind. `run(rng, n, thresholds)` returns the suite's Verdict."""
+    """One simulated subject kind: `draw(rng, n, thresholds)` simulates what the fill phase
+    would store at n images per class (a tuple of grids and embeddings) and
+    `evaluate(inputs, thresholds)` calls the suite's findings code on it.
+
+    `run` is the fixed design (one look at n); `run_design` the sequential one: the subject is
+    drawn once at the last look's size and judged on its first n_k images per class at each
+    look (a larger sample extends the smaller, as in the suite), with that look's confidence.
+    """
 
     test: str
     kind: str  # "threshold", "robust", "fragile" (or "midway" for the images-needed check)
     truth: float
-    run: Callable
+    draw: Callable
+    evaluate: Callable
     n_independent: bool = True  # False: the probe reads images_per_class images whatever n is
+
+    def run(self, rng, n, thresholds, **kw):
+        return self.evaluate(self.draw(rng, n, thresholds, **kw), thresholds)
+
+    def run_design(self, rng, design, thresholds, **kw):
+        """(the verdict at the look that decided it, or the last; that look's images per class)."""
+        inputs = self.draw(rng, design.looks[-1], thresholds, **kw)
+        for look, n in enumerate(design.looks):
+            verdict = self.evaluate(prefix(inputs, n), replace(thresholds, confidence=design.confidences[look]))
+            if verdict.label != "inconclusive" or not design.worth_another_look(verdict, look):
+                break
+        return verdict, n
+
+
+def prefix_grid(grid: sim.Grid, n_per_class: int) -> sim.Grid:
+    """The first n images of each class (rows in order), as a sample of n would have drawn."""
+    rank = np.zeros(grid.n_images, dtype=int)
+    for cls in (True, False):
+        members = np.flatnonzero(grid.is_pos == cls)
+        rank[members] = np.arange(members.size)
+    keep = rank < n_per_class
+    return sim.Grid([i for i, k in zip(grid.image_ids, keep) if k], grid.variants, grid.is_pos[keep],
+                    grid.outcome[keep])
+
+
+def prefix(inputs: tuple, n_per_class: int) -> tuple:
+    """Every grid of a simulated subject cut to n images per class (embeddings stay: the probe
+    reads its own images_per_class whatever the look)."""
+    return tuple(prefix_grid(x, n_per_class) if isinstance(x, sim.Grid) else x for x in inputs)
 
 
 def evenly_spread(centre: float, swing: float) -> np.ndarray:
@@ -59,24 +96,24 @@ def _accuracy_for_ba(ba, refusal=REFUSAL):
 
 # -- near_random ----------------------------------------------------------------------
 def near_random_case(kind: str, ba: float) -> Case:
-    def run(rng, n, thresholds):
+    def draw(rng, n, thresholds):
         spec = sim.GridSpec(np.full(K, _accuracy_for_ba(ba)), np.full(K, REFUSAL), REDRAW)
-        return near_random.evaluate(sim.closed_grid(rng, n, spec, VARIANTS), thresholds)
+        return (sim.closed_grid(rng, n, spec, VARIANTS),)
 
-    return Case("near_random", kind, ba, run)
+    return Case("near_random", kind, ba, draw, lambda x, th: near_random.evaluate(x[0], th))
 
 
 # -- finetune_gain ----------------------------------------------------------------------
 def finetune_case(kind: str, delta: float, base_ba: float = 0.70) -> Case:
-    def run(rng, n, thresholds):
+    def draw(rng, n, thresholds):
         base_spec = sim.GridSpec(np.full(K, _accuracy_for_ba(base_ba)), np.full(K, REFUSAL), REDRAW)
         model_spec = sim.GridSpec(np.full(K, _accuracy_for_ba(base_ba + delta)), np.full(K, REFUSAL), REDRAW)
         latent = rng.random(2 * n)
         base = sim.closed_grid(rng, n, base_spec, VARIANTS, latent=latent)
         model = sim.closed_grid(rng, n, model_spec, VARIANTS, latent=sim.paired_latent(rng, latent, 0.8))
-        return finetune_gain.evaluate(model, base, thresholds)
+        return model, base
 
-    return Case("finetune_gain", kind, delta, run)
+    return Case("finetune_gain", kind, delta, draw, lambda x, th: finetune_gain.evaluate(x[0], x[1], th))
 
 
 # -- prompt_sensitivity ---------------------------------------------------------------------
@@ -85,11 +122,11 @@ def accuracy_swing_case(kind: str, swing: float, true_range: float | None = None
     ba = evenly_ranged(0.78, true_range) if true_range is not None else evenly_spread(0.78, swing)
     swing = float(expected_range(K) * np.std(ba, ddof=1))
 
-    def run(rng, n, thresholds):
+    def draw(rng, n, thresholds):
         spec = sim.GridSpec(_accuracy_for_ba(ba), np.full(K, REFUSAL), REDRAW)
-        return prompt_sensitivity.accuracy_swing(sim.closed_grid(rng, n, spec, VARIANTS), thresholds)
+        return (sim.closed_grid(rng, n, spec, VARIANTS),)
 
-    return Case("accuracy_swing", kind, swing, run)
+    return Case("accuracy_swing", kind, swing, draw, lambda x, th: prompt_sensitivity.accuracy_swing(x[0], th))
 
 
 def refusal_swing_case(kind: str, swing: float, true_range: float | None = None) -> Case:
@@ -101,35 +138,38 @@ def refusal_swing_case(kind: str, swing: float, true_range: float | None = None)
         refusal = refusal - refusal.min() + REFUSAL
     swing = float(expected_range(K) * np.std(refusal, ddof=1))
 
-    def run(rng, n, thresholds):
+    def draw(rng, n, thresholds):
         spec = sim.GridSpec(np.full(K, 0.80), refusal, REDRAW)
-        return prompt_sensitivity.refusal_swing(sim.closed_grid(rng, n, spec, VARIANTS), thresholds)
+        return (sim.closed_grid(rng, n, spec, VARIANTS),)
 
-    return Case("refusal_swing", kind, swing, run)
+    return Case("refusal_swing", kind, swing, draw, lambda x, th: prompt_sensitivity.refusal_swing(x[0], th))
 
 
 def flip_case(family: str, kind: str, flip: float) -> Case:
     pairs = FAMILY_PAIRS[family]
 
-    def run(rng, n, thresholds):
+    def draw(rng, n, thresholds):
         grid, pair_names = sim.flip_pair_grid(rng, n, flip, pairs, accuracy=0.8, refusal=REFUSAL)
         variants = [PromptVariant(b, "", "yes_no") for b, _ in pair_names]
         variants += [PromptVariant(p, "", "yes_no", perturbs=((family, b),)) for b, p in pair_names]
-        return prompt_sensitivity.flip_rate(grid, variants, family, thresholds)
+        return grid, variants
 
-    return Case(f"answer_flips[{family}]", kind, flip, run)
+    return Case(f"answer_flips[{family}]", kind, flip, draw,
+                lambda x, th: prompt_sensitivity.flip_rate(x[0], x[1], family, th))
+
+
+HINT_VARIANTS = [PromptVariant("b0", "", "yes_no"), PromptVariant("b1", "", "yes_no"),
+                 PromptVariant("h0", "", "yes_no", perturbs=(("clinical_hint", "b0"),)),
+                 PromptVariant("h1", "", "yes_no", perturbs=(("clinical_hint", "b1"),))]
 
 
 def hint_case(kind: str, delta: float, ba: float = 0.78) -> Case:
-    def run(rng, n, thresholds):
+    def draw(rng, n, thresholds):
         accuracy = _accuracy_for_ba([ba, ba, ba + delta, ba + delta])
-        grid = sim.closed_grid(rng, n, sim.GridSpec(accuracy, np.full(4, REFUSAL), REDRAW), ["b0", "b1", "h0", "h1"])
-        variants = [PromptVariant("b0", "", "yes_no"), PromptVariant("b1", "", "yes_no"),
-                    PromptVariant("h0", "", "yes_no", perturbs=(("clinical_hint", "b0"),)),
-                    PromptVariant("h1", "", "yes_no", perturbs=(("clinical_hint", "b1"),))]
-        return prompt_sensitivity.hint_effect(grid, variants, "clinical_hint", thresholds)
+        return (sim.closed_grid(rng, n, sim.GridSpec(accuracy, np.full(4, REFUSAL), REDRAW), ["b0", "b1", "h0", "h1"]),)
 
-    return Case("clinical_hint", kind, delta, run)
+    return Case("clinical_hint", kind, delta, draw,
+                lambda x, th: prompt_sensitivity.hint_effect(x[0], HINT_VARIANTS, "clinical_hint", th))
 
 
 # -- the gaps -------------------------------------------------------------------------------
@@ -139,24 +179,24 @@ def _coin_flip_accuracy(ba: float, refusal: float = REFUSAL) -> float:
 
 
 def description_case(kind: str, gap: float, vqa_ba: float = 0.70) -> Case:
-    def run(rng, n, thresholds):
+    def draw(rng, n, thresholds):
         latent = rng.random(2 * n)
         vqa_spec = sim.GridSpec(np.full(K, _coin_flip_accuracy(vqa_ba)), np.full(K, REFUSAL), REDRAW)
         desc_spec = sim.GridSpec(np.full(6, _coin_flip_accuracy(vqa_ba + gap)), np.full(6, REFUSAL), REDRAW)
         vqa = sim.closed_grid(rng, n, vqa_spec, VARIANTS, latent=latent)
         desc = sim.closed_grid(rng, n, desc_spec, [f"d{j}" for j in range(6)], latent=sim.paired_latent(rng, latent, 0.5))
-        return description_recovery.evaluate(desc, vqa, thresholds)
+        return desc, vqa
 
-    return Case("description_gap", kind, gap, run)
+    return Case("description_gap", kind, gap, draw, lambda x, th: description_recovery.evaluate(x[0], x[1], th))
 
 
 def probe_case(kind: str, auroc: float) -> Case:
-    def run(rng, n, thresholds):
+    def draw(rng, n, thresholds):
         per_class = int(thresholds.embedding_separability["images_per_class"])
-        X, y, ids = sim.embeddings(rng, max(n, per_class), auroc, PROBE_DIM)
-        return embedding_separability.encoder_separates(X, y, ids, thresholds)
+        return (sim.embeddings(rng, max(n, per_class), auroc, PROBE_DIM),)
 
-    return Case("probe_auroc", kind, auroc, run, n_independent=False)
+    return Case("probe_auroc", kind, auroc, draw,
+                lambda x, th: embedding_separability.encoder_separates(*x[0], th), n_independent=False)
 
 
 class ReasoningGap:
@@ -178,14 +218,13 @@ class ReasoningGap:
         self.probe_ba = float(np.mean(accuracies))
 
     def case(self, kind: str, gap: float) -> Case:
-        def run(rng, n, thresholds, index=0):
-            X, y, ids = self.data[index % len(self.data)]
+        def draw(rng, n, thresholds, index=0):
             vqa_ba = self.probe_ba - gap
             spec = sim.GridSpec(np.full(K, _coin_flip_accuracy(vqa_ba)), np.full(K, REFUSAL), REDRAW)
-            return embedding_separability.answers_use_encoder(X, y, ids, sim.closed_grid(rng, n, spec, VARIANTS),
-                                                              thresholds)
+            return self.data[index % len(self.data)], sim.closed_grid(rng, n, spec, VARIANTS)
 
-        return Case("reasoning_gap", kind, gap, run)
+        return Case("reasoning_gap", kind, gap, draw,
+                    lambda x, th: embedding_separability.answers_use_encoder(*x[0], x[1], th))
 
 
 def closed_cases() -> list[Case]:

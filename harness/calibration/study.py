@@ -57,7 +57,7 @@ def _count(case: C.Case, n: int, subjects: int, thresholds: Thresholds, run=None
     labels = {"robust": 0, "fragile": 0, "inconclusive": 0}
     for index in range(subjects):
         rng = _rng(case.test, case.kind, case.truth, n, index)
-        verdict = case.run(rng, n, thresholds) if run is None else run(rng, n, thresholds, index)
+        verdict = case.run(rng, n, thresholds) if run is None else run(rng, n, thresholds, index=index)
         labels[verdict.label] += 1
     passed = labels["robust"] + (labels["inconclusive"] if thresholds.inconclusive == "pass" else 0)
     return Cell(case.test, case.kind, case.truth, n, subjects, passed, labels["fragile"], labels["inconclusive"])

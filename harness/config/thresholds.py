@@ -105,6 +105,16 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "probe_replicates": Param(400, 50, 100_000, doc="bootstrap replicates of the refitted probe"),
         "components": Param(32, 1, 1024, doc="principal components the probe reads"),
     },
+    "sequential": {
+        "max_n_per_class": Param(300, 0, 100_000, doc="images per class of the last look: an undecided verdict draws "
+                                                       "more images up to this (at most --n-per-class: one look)"),
+        "step_per_class": Param(50, 1, 100_000, doc="images per class added at each further look"),
+        "spending_gamma": Param(2.0, -10.0, 10.0, doc="Hwang-Shih-DeCani parameter of the error spent per look "
+                                                      "(> 0 spends early)"),
+        "min_decide_chance": Param(0.05, 0.0, 1.0, doc="an undecided verdict draws more images only if, were its "
+                                                      "estimate the truth, the last look would decide it with at "
+                                                      "least this chance"),
+    },
     "generation": {
         "max_new_tokens": Param(8, 1, 4096, doc="tokens generated for a closed-form answer"),
         "reask_max_new_tokens": Param(64, 1, 4096, doc="tokens for asking again an answer cut off at max_new_tokens "

@@ -115,7 +115,8 @@ def check_model(suite, handle: BackendHandle, identity: dict, task_keys: list[st
         suite.batch_invariance = {}
     if handle.spec.name in suite.batch_invariance:  # once per model and run (later fills are partial)
         return suite.batch_invariance[handle.spec.name]
-    done = [k for k in task_keys if ("closed", handle.spec.name, k) in suite.results]
+    first = suite.settings.n_per_class  # the first look: every selected subject has it
+    done = [k for k in task_keys if ("closed", handle.spec.name, k, first) in suite.results]
     if not done:
         return None
     max_new = handle.spec.max_new_tokens or suite.thresholds.generation["max_new_tokens"]

@@ -20,11 +20,26 @@ from .closed_form import BackendHandle, build_table, fill_closed_form, judge_unc
 STAGE_ORDER = ("closed", "describe", "embed")
 
 
+def merge_stats(earlier, later):
+    """One subject's fill counts over its looks. A later look asks again for every image of
+    the earlier ones (read from the store, since they were just stored): those reads are
+    not answers the store held before the run, so they leave `cached`; generated answers add up."""
+    if earlier is None:
+        return later
+    later.cached = max(0, later.cached - earlier.generated)
+    later.generated += earlier.generated
+    later.image_errors = {**earlier.image_errors, **later.image_errors}
+    return later
+
+
 class Filler:
-    def __init__(self, suite, factory, progress=None):
+    def __init__(self, suite, factory, progress=None, n: int | None = None):
         self.suite = suite
         self.factory = factory
         self.progress = progress
+        self.n = n or suite.settings.n_per_class  # images per class: the look being filled
+        if progress is not None and self.n != suite.settings.n_per_class:
+            self.progress = lambda label, done, total: progress(f"{label} (look at {self.n} per class)", done, total)
         self.helpers: dict[str, tuple[BackendHandle, dict]] = {}  # judge / diagnoser, loaded lazily
 
     def run(self, needs: dict) -> None:
@@ -46,24 +61,25 @@ class Filler:
         except HarnessError as exc:
             for task, stages in tasks.items():
                 for stage in stages:
-                    self.suite.failures[(stage, model, task)] = exc
+                    self.suite.failures[(stage, model, task, self.n)] = exc
             return
         try:
             for task, stages in tasks.items():
                 for stage in [s for s in STAGE_ORDER if s in stages]:
                     self._run_stage(stage, handle, identity, task)
-            # hf models only, once per run; its answers are stored, so a rerun costs nothing
-            check_batch_invariance(self.suite, handle, identity, [t for t, s in tasks.items() if "closed" in s])
+            # hf models only, once per run (at the first look); its answers are stored, so a rerun costs nothing
+            if self.n == self.suite.settings.n_per_class:
+                check_batch_invariance(self.suite, handle, identity, [t for t, s in tasks.items() if "closed" in s])
         finally:
             self._close(handle)
 
     def _run_stage(self, stage: str, handle, identity, task_key: str) -> None:
-        key = (stage, handle.spec.name, task_key)
+        key = (stage, handle.spec.name, task_key, self.n)
         if key in self.suite.results or key in self.suite.failures:
             return
         try:
             task = self.suite.task(task_key)
-            items = self.suite.probe_items(task) if stage == "embed" else self.suite.items(task)
+            items = self.suite.probe_items(task, self.n) if stage == "embed" else self.suite.items(task, self.n)
             runner = {"closed": self._closed, "describe": self._describe, "embed": self._embed}[stage]
             self.suite.results[key] = runner(handle, identity, task, items)
         except (HarnessError, NotApplicable) as exc:
@@ -95,7 +111,8 @@ class Filler:
             reask_budgets=(gen["reask_max_new_tokens"], gen["last_reask_max_new_tokens"]) if handle.spec.reask else (),
             parse=parse_answer, chunk_size=max(gen["batch_size"] * 4, 16), progress=self.progress,
         )
-        suite.fill_stats[(handle.spec.name, task.key)] = stats
+        suite.fill_stats[(handle.spec.name, task.key)] = merge_stats(suite.fill_stats.get((handle.spec.name, task.key)),
+                                                                     stats)
         judged = None
         if suite.settings.judge:
             cells = unclassified_cells(results, suite.variants, task, parse_answer)

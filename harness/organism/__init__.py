@@ -4,19 +4,23 @@ Two architecture families (LLaVA: CLIP + Llama; Gemma-3: SigLIP + Gemma-3), each
 *base* trained on general synthetic image-language data and a *med* variant tuned from
 it on the four synthetic medical tasks in a narrow set of phrasings, plus a tiny
 text-only *diagnoser* that answers yes/no from image descriptions. Everything is
-trained from code in this package, deterministically, and cached by a hash of that
-code and its configuration.
+trained from code in this package, deterministically on one machine.
 
-    from harness.organism import build_organism, resolve_builtin
-    paths = build_organism(organism_home())          # name -> model folder
-    folder = resolve_builtin("organism-llava-med")   # one model, building if needed
+The trained weights are shipped in fixtures/organism/ (shipped.py says why) and the
+default run loads them; it never trains:
 
-Builds live in organism_home() ($MEDVLM_ORGANISM_DIR, else ~/.cache/medvlm-fragility),
-shared by every run whatever its --cache-dir. `python -m harness.organism build
-[--force] [--cache-dir DIR]` builds and prints timings and a quick evaluation table.
+    from harness.organism import resolve_builtin
+    folder = resolve_builtin("organism-llava-med")   # fixtures/organism/organism-llava-med, checked
+
+`python -m harness.organism build` regenerates the shipped weights on purpose and says
+which files changed; `python -m harness.organism check` tells whether they are intact and
+trained from the current code.
 """
 
-from .build import NAMES, build_organism, organism_home, organism_root, resolve_builtin
-from .config import OrganismConfig, organism_key
+from .build import build_organism
+from .config import OrganismConfig, training_inputs
+from .pipeline import NAMES
+from .shipped import organism_dir, resolve_builtin, shipped_dir, stale
 
-__all__ = ["NAMES", "OrganismConfig", "build_organism", "organism_home", "organism_key", "organism_root", "resolve_builtin"]
+__all__ = ["NAMES", "OrganismConfig", "build_organism", "organism_dir", "resolve_builtin", "shipped_dir", "stale",
+           "training_inputs"]

@@ -1,10 +1,10 @@
 """Every number that shapes the model organism, in one hashed, frozen dataclass.
 
-The organism is rebuilt only when something that changes its weights changes, so the
-cache key (`organism_key`) hashes this configuration together with the source of the
-training code, the synthetic image generator, the tokenizer/chat-template helpers of
-tiny.py, the prompt and task fixtures the training data is rendered from, and the
-torch/transformers versions (numerics differ between versions).
+The organism's weights are shipped in the repository (shipped.py); `training_inputs`
+hashes this configuration together with the source of the training code, the synthetic
+image generator, the tokenizer/chat-template helpers of tiny.py and what training reads
+of the task and prompt fixtures, so a test can tell when the code changed but the
+shipped weights were not regenerated.
 """
 
 from __future__ import annotations
@@ -111,29 +111,46 @@ def quick_config() -> OrganismConfig:
     )
 
 
-# Modules that only report on or drive a build: editing them must not force a rebuild.
-_NOT_TRAINING = frozenset({"__main__.py", "evaluate.py"})
+# Modules that only report on, store or ship a build: editing them must not mark the
+# shipped weights as stale (pipeline.py, which runs the training, is hashed).
+_NOT_TRAINING = frozenset({"__init__.py", "__main__.py", "evaluate.py", "build.py", "shipped.py"})
 
 
 def _sources() -> list[Path]:
     """Files whose content changes what the build produces."""
     here = Path(__file__).resolve().parent
-    harness = here.parent
-    repo = harness.parent
     files = sorted(p for p in here.glob("*.py") if p.name not in _NOT_TRAINING)
-    files += [harness / "data" / "synthetic.py"]  # (tiny.py, the model builders, is in this folder)
-    files += [repo / "fixtures" / "prompts.toml", repo / "fixtures" / "tasks.toml"]
+    files += [here.parent / "data" / "synthetic.py"]  # (tiny.py, the model builders, is in this folder)
     return files
 
 
-def organism_key(config: OrganismConfig) -> str:
-    """Hex digest of config + training code + fixtures + library versions."""
-    import torch
-    import transformers
+def _registry_inputs() -> dict:
+    """What training reads of the repo's fixtures: tasks, prompt variants, describe prompts and
+    diagnoser templates, as loaded (so a comment or a reordered TOML table changes nothing;
+    a new prompt variant does: the organism's tokenizer is trained on every prompt)."""
+    from harness.config.registry import load_registry
 
+    registry = load_registry()
+
+    def plain(table):
+        return {k: dataclasses.asdict(v) for k, v in sorted(table.items())}
+
+    tasks = {k: {f: v for f, v in t.items() if f != "hf_source"} for k, t in plain(registry.tasks).items()}
+    return {"tasks": tasks, "variants": plain(registry.variants), "describe": plain(registry.describe_prompts),
+            "diagnoser": plain(registry.diagnoser_templates)}
+
+
+def training_inputs(config: OrganismConfig) -> str:
+    """Hex digest of everything that decides the organism's weights on a given machine:
+    the configuration, the training code and what it reads of the fixtures.
+
+    Library versions and the CPU are not inputs here: they change the last bits of a
+    retrained organism (which is why it is shipped, not retrained), and build.py records
+    them beside this digest in the shipped manifest.
+    """
     h = hashlib.sha256()
     h.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
-    h.update(f"torch={torch.__version__};transformers={transformers.__version__}".encode())
+    h.update(json.dumps(_registry_inputs(), sort_keys=True, default=str).encode())
     for path in _sources():
         h.update(path.name.encode() + b"\0")
         h.update(path.read_bytes() if path.is_file() else b"<missing>")

@@ -13,13 +13,13 @@ def subject_evidence(suite, finding: str, model: str, task: str, with_plots: boo
     """Report-only evidence read from the stored stages: example descriptions, a t-SNE map."""
     extra: dict = {}
     if finding == "description_recovery":
-        table = suite.results.get(("describe", model, task))
+        table = suite.latest("describe", model, task)
         if table is not None:
             rows = table.dropna(subset=["description"]).drop_duplicates("image_id").head(3)
             extra["examples"] = [{"image_id": r.image_id, "variant": r.variant, "text": r.description}
                                  for r in rows.itertuples()]
     if finding == "embedding_separability" and with_plots:
-        emb = suite.results.get(("embed", model, task))
+        emb = suite.latest("embed", model, task)
         if emb is not None and len(emb.image_ids) >= 5:
             from ..findings.embedding_separability import scatter_sample, tsne_points
 

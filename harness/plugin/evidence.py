@@ -13,14 +13,16 @@ import time
 
 import pytest
 
-from ..baseline import load_baseline, update_baseline
+from ..baseline import identity_notes, load_baseline, update_baseline
 from ..core import ConfigError
+from ..fill.adaptive import fill_looks
+from ..findings.checks import BY_TEST
 from ..results import answer_counts, merge_response_parts, write_responses
 from .collected import batch_invariance_by_model, endpoint_notes, fill_counts, subject_evidence
 from .outputs import write_run_outputs
 from ..verdict import FragilityFound
 from .fixtures import backend_factory
-from .prebuild import prebuild_organism
+from .identities import current_identities, organism_notes, run_model_names
 from .state import VERDICT_KEY
 
 RECORD_PROPERTY = "medvlm_record"
@@ -76,29 +78,18 @@ def stage_needs(items, suite) -> dict:
     return needs
 
 
-def needs_from_node_ids(ids, suite) -> dict:
-    """{(model, task): stages} for collected node ids (the xdist controller sees ids, not items).
-
-    A behaviour test's id ends in `[<model>-<task>...]` with registry names (params.py);
-    an id whose parameters name no selected model and task is not a behaviour test. The
-    stages are all a subject can need (the build decides only whether anything loads from
-    the organism), with the base of a fine-tuned model.
-    """
-    from .params import safe_id
-
-    prefixes = {f"{safe_id(m.name)}-{safe_id(t.key)}": (m, t) for m in suite.models for t in suite.tasks}
-    needs: dict = {}
-    for nodeid in ids:
-        if not nodeid.endswith("]") or "[" not in nodeid:
+def checks_of(items) -> dict:
+    """{(model, task): [(CheckSpec, params)]}: each selected behaviour test's check and its
+    parameters (perturbation, metric), for the fill phase's adaptive looks."""
+    out: dict = {}
+    for item in items:
+        subject = subject_of(item)
+        spec = BY_TEST.get(getattr(item, "originalname", None) or item.name)
+        if subject is None or spec is None:
             continue
-        param = nodeid[nodeid.rindex("[") + 1:-1]
-        for prefix, (model, task) in prefixes.items():
-            if param == prefix or param.startswith(prefix + "-"):
-                needs.setdefault((model.name, task.key), set()).update({"closed", "describe", "embed"})
-                for other in (model.base_model, model.previous):
-                    if other:
-                        needs.setdefault((other, task.key), set()).add("closed")
-    return needs
+        params = {k: v for k, v in item.callspec.params.items() if k != "subject"}
+        out.setdefault(subject[:2], []).append((spec, params))
+    return out
 
 
 def group_of(item):
@@ -125,6 +116,8 @@ class EvidencePlugin:
         self._unfilled_groups: dict = {}  # xdist workers: group -> its items, until filled
         self._thumbnails_shown: set = set()
         self.baseline = {}
+        self.run_notes: list[str] = []  # lines a reader must see first: terminal, report header, summary.md
+        self._identities_checked = False
         if not suite.settings.update_baseline:
             try:
                 self.baseline = load_baseline(suite.settings.baseline_path)
@@ -134,6 +127,37 @@ class EvidencePlugin:
             from .html_hooks import HtmlHooks
 
             config.pluginmanager.register(HtmlHooks(self), "medvlm-html")
+
+    def _identity_notes(self, with_diagnoser: bool = True) -> None:
+        """Before any test runs: say so when a model differs from the one the baseline was
+        recorded on (its recorded fragilities would XPASS, or new ones fail, for that reason
+        alone). Once per run, and only for a run with behaviour tests."""
+        if self._identities_checked or self.suite.settings.update_baseline or not self.baseline:
+            return
+        self._identities_checked = True
+        params = [test.rsplit("[", 1)[-1] for test in self.baseline]  # "<model>-<task>[-<perturbation>]]"
+        names = run_model_names(self.suite, with_diagnoser)
+        with_entries = {n for n in names if any(p.startswith(f"{n}-") for p in params)}
+        notes = identity_notes(self.suite.settings.baseline_path, current_identities(self.suite, names), with_entries)
+        notes += organism_notes(self.suite, names)
+        self.run_notes.extend(notes)
+        for line in notes:
+            self._write_line(f"medvlm: {line}")
+
+    def pytest_collection_finish(self, session):
+        subjects = [item for item in session.items if subject_of(item) is not None]
+        if not _is_worker(session.config) and subjects:
+            self._identity_notes(any(finding_of(item) == "description_recovery" for item in subjects))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        """xdist controller (it collects nothing itself): the workers' collection names the tests."""
+        from .params import safe_id
+
+        prefixes = tuple(f"{safe_id(m.name)}-{safe_id(t.key)}" for m in self.suite.models for t in self.suite.tasks)
+        behaviour = [i for i in ids if i.endswith("]") and "[" in i and i[i.rfind("[") + 1:].startswith(prefixes)]
+        if behaviour:
+            self._identity_notes(any("test_no_suppressed_knowledge" in i for i in behaviour))
 
     # -- collection: known fragilities become strict xfails ------------------------------
     def pytest_collection_modifyitems(self, items):
@@ -147,9 +171,7 @@ class EvidencePlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
         if session.config.option.collectonly or _is_controller(session.config):
-            return None  # the controller trains the organism when the workers' collection names a subject
-        if not _is_worker(session.config):  # serial run: train the organism visibly, if a selected test needs it
-            prebuild_organism(self.suite, stage_needs(session.items, self.suite), self._write_line)
+            return None
         if _is_worker(session.config):
             # An xdist worker collects every test but runs only the groups sent to it:
             # it fills a model's answers when that model's first test arrives.
@@ -157,7 +179,7 @@ class EvidencePlugin:
             return None
         needs = stage_needs(session.items, self.suite)
         if needs:
-            self.suite.fill(needs, backend_factory(self.suite), progress=self._progress())
+            fill_looks(self.suite, needs, checks_of(session.items), backend_factory(self.suite), progress=self._progress())
         return None
 
     def _write_line(self, line: str) -> None:
@@ -167,19 +189,6 @@ class EvidencePlugin:
         else:
             print(line, file=sys.stderr)
 
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node, ids):
-        """xdist controller: before any test is scheduled, train the organism visibly if the
-        collected tests need it (workers would otherwise wait on the build lock without a
-        word). A run that collects no behaviour test (e.g. `pytest harness/tests -n 2`)
-        builds nothing."""
-        if getattr(self, "_prebuilt", False):
-            return
-        needs = needs_from_node_ids(ids, self.suite)
-        if needs:
-            self._prebuilt = True
-            prebuild_organism(self.suite, needs, self._write_line)
-
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item):
         """xdist worker: fill everything the item's group (one model, --dist loadgroup) needs, once."""
@@ -187,7 +196,7 @@ class EvidencePlugin:
         if pending:
             needs = stage_needs(pending, self.suite)
             if needs:
-                self.suite.fill(needs, backend_factory(self.suite), progress=None)
+                fill_looks(self.suite, needs, checks_of(pending), backend_factory(self.suite), progress=None)
 
     def _progress(self):
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -282,8 +291,8 @@ class EvidencePlugin:
             record["fill_counts"] = counts
         memo = self.suite.__dict__.setdefault("_answer_counts", {})
         answers = {f"{name}\t{task}": memo.get((name, task)) or memo.setdefault(
-                       (name, task), answer_counts(self.suite.results[("closed", name, task)]))
-                   for name in (model, record["base_model"]) if ("closed", name, task) in self.suite.results}
+                       (name, task), answer_counts(self.suite.latest("closed", name, task)))
+                   for name in (model, record["base_model"]) if self.suite.latest("closed", name, task) is not None}
         if answers:  # how the answers were read: parser, judge, token cap (travels with the record under xdist)
             record["answer_counts"] = answers
         if stats is not None and stats.image_errors:  # travels with the record, so xdist keeps it
@@ -340,12 +349,13 @@ class EvidencePlugin:
             return
         if self.records:
             self.outputs = write_run_outputs(self.suite, list(self.records.values()),
-                                             report=session.config.getoption("htmlpath", None))
+                                             report=session.config.getoption("htmlpath", None), notes=self.run_notes)
         if settings.update_baseline and self.records:
             # a pass or a skip (not applicable) drops a recorded fragility; errors keep it
             ran = {t: (r if r["outcome"] == "failed" else None) for t, r in self.records.items()
                    if r["outcome"] in ("passed", "failed", "skipped")}
-            entries = update_baseline(settings.baseline_path, ran)
+            entries = update_baseline(settings.baseline_path, ran,
+                                      current_identities(self.suite, run_model_names(self.suite)))
             sys.stderr.write(f"\nmedvlm: baseline {settings.baseline_path} now records {len(entries)} known fragilities\n")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 
+from ..calibration.rates import per_test_rows, rates_lines
 from ..results import unique_answer_counts, unique_input_errors
 from .collected import batch_invariance_by_model, endpoint_notes
 from ..report.plots import plot_scatter
@@ -121,4 +122,6 @@ class HtmlHooks:
             input_errors=unique_input_errors(records), batch_invariance=batch_invariance_by_model(suite, records),
             answer_counts=unique_answer_counts(records), changes=self.evidence.outputs.get("changes"),
             image_changes=self.evidence.outputs.get("image_changes"),
-            endpoint_notes=endpoint_notes(suite, records)))
+            endpoint_notes=endpoint_notes(suite, records), run_notes=self.evidence.run_notes,
+            design_rates=rates_lines(suite.thresholds, suite.settings.n_per_class, len(suite.tasks)),
+            design_rows=per_test_rows(suite.thresholds, suite.settings.n_per_class)))

@@ -18,7 +18,7 @@ from ..report.job_summary import write_summary_md
 from ..results import summary_record, unique_input_errors, write_input_errors, write_summary
 
 
-def write_run_outputs(suite, records: list[dict], *, report: Optional[str]) -> dict:
+def write_run_outputs(suite, records: list[dict], *, report: Optional[str], notes: Optional[list[str]] = None) -> dict:
     """Write the end-of-run files; returns what the report shows of them: the "changes since"
     (None without --compare-to) and the per-image change counts of the compared pairs."""
     settings = suite.settings
@@ -38,6 +38,9 @@ def write_run_outputs(suite, records: list[dict], *, report: Optional[str]) -> d
         changes = compare_runs(current, previous, previous_dir=str(compare_to))
         extra["changes"] = changes
     write_summary(settings.results_dir, records, extra=extra)
-    write_summary_md(settings.results_dir, records, report=report, changes=changes)
+    from ..calibration.rates import rates_lines
+
+    write_summary_md(settings.results_dir, records, report=report, changes=changes, notes=notes,
+                     design=rates_lines(suite.thresholds, settings.n_per_class, len(suite.tasks)))
     write_input_errors(settings.results_dir, unique_input_errors(records))
     return {"changes": changes, "image_changes": extra["image_changes"]}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 
-__all__ = ["render_report_header", "render_answer_counts", "render_changes", "render_batch_invariance", "render_input_errors",
+__all__ = ["render_report_header", "render_run_notes", "render_answer_counts", "render_changes", "render_batch_invariance", "render_input_errors",
            "render_thumbnails"]
 
 from .html import _MAX_TABLE_ROWS, _PNG_MAGIC, _images_html, _truncate, escape, render_summary_grid
@@ -145,6 +145,30 @@ def render_image_changes(counts: list[Mapping]) -> str:
             "changes.csv.</small></p></section>")
 
 
+def render_run_notes(notes: list[str]) -> str:
+    """What a reader must know before any verdict (e.g. a model that is not the one the
+    baseline was recorded on): first in the report, escaped."""
+    if not notes:
+        return ""
+    items = "".join(f"<li>{escape(str(n))}</li>" for n in notes)
+    return f'<section class="mvf-notes"><h3>Read first</h3><ul>{items}</ul></section>'
+
+
+def render_design_rates(lines: list[str], rows: list[tuple]) -> str:
+    """How often a verdict of this run's design is wrong (simulated; issue 18): the whole-run
+    sentences and, per test, the false pass at the threshold, the robust and fragile rates."""
+    if not lines:
+        return ""
+    body = "".join(f"<p>{escape(line)}</p>" for line in lines)
+    if rows:
+        cells = "".join(
+            f"<tr><td>{escape(t)}</td><td>{fp[0]:.3f} ± {fp[1]:.3f}</td><td>{rp[0]:.3f} ± {rp[1]:.3f}</td>"
+            f"<td>{ff[0]:.3f} ± {ff[1]:.3f}</td></tr>" for t, fp, rp, ff in rows)
+        body += ("<table><tr><th>test</th><th>passes at its threshold (false pass)</th><th>robust subject passes</th>"
+                 f"<th>fragile subject fails</th></tr>{cells}</table>")
+    return f'<section class="mvf-design"><h3>How often such a verdict is wrong</h3>{body}</section>'
+
+
 def render_endpoint_notes(notes: list[str]) -> str:
     """What endpoint backends adapted to (a server that ignores structured output, a
     parameter it refused): the verdicts stand, but the reader should know."""
@@ -162,13 +186,19 @@ def render_report_header(records: list[dict], *, difficulty_png: bytes | None,
                          answer_counts: Mapping[str, Mapping] | None = None,
                          changes: Mapping | None = None,
                          image_changes: list[Mapping] | None = None,
-                         endpoint_notes: list[str] | None = None) -> str:
-    """Everything above the results table: grid, difficulty plot, input errors, batch invariance, data egress."""
-    parts = [render_summary_grid(records, task_order=task_order), render_changes(changes)]
+                         endpoint_notes: list[str] | None = None,
+                         run_notes: list[str] | None = None,
+                         design_rates: list[str] | None = None,
+                         design_rows: list[tuple] | None = None) -> str:
+    """Everything above the results table: the run's notes, grid, difficulty plot, input
+    errors, batch invariance, data egress."""
+    parts = [render_run_notes(run_notes or []), render_summary_grid(records, task_order=task_order),
+             render_changes(changes)]
     if difficulty_png:
         parts.append('<section class="mvf-summary"><h3>Balanced accuracy by task difficulty</h3>'
                      + _images_html({"balanced accuracy by task difficulty": difficulty_png})
                      + "</section>")
+    parts.append(render_design_rates(design_rates or [], design_rows or []))
     parts.append(render_input_errors(input_errors or []))
     parts.append(render_answer_counts(answer_counts or {}))
     parts.append(render_image_changes(image_changes or []))

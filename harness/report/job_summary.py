@@ -25,8 +25,10 @@ def _cell(counts: Counter) -> str:
 
 
 def render_summary_md(records: list[dict], *, report: Optional[str] = None, title: str = "medvlm-fragility",
-                      changes: Optional[dict] = None) -> str:
-    """The Markdown table (model × task, one cell per finding) and the totals."""
+                      changes: Optional[dict] = None, notes: Optional[list[str]] = None,
+                      design: Optional[list[str]] = None) -> str:
+    """The run's notes (read first: e.g. a model that is not the one the baseline was recorded
+    on), the Markdown table (model × task, one cell per finding) and the totals."""
     cells: dict = defaultdict(Counter)
     findings = [f for f in FINDINGS if any(r.get("finding") == f for r in records)]
     findings += sorted({str(r.get("finding")) for r in records} - set(findings) - {"None"})
@@ -34,15 +36,18 @@ def render_summary_md(records: list[dict], *, report: Optional[str] = None, titl
         label = r.get("label") or ("not_applicable" if r.get("outcome") == "skipped" else r.get("outcome"))
         cells[(str(r.get("model")), str(r.get("task")), str(r.get("finding")))][label] += 1
     subjects = sorted({(m, t) for (m, t, _) in cells})
-    lines = [f"## {title}", "",
-             "Tests per finding: ✅ robust, ❌ fragile (shown), ❔ inconclusive, – not applicable.", "",
-             "| model | task | " + " | ".join(findings) + " |",
-             "|---|---|" + "---|" * len(findings)]
+    lines = [f"## {title}", ""]
+    lines += [f"> **Note:** {_md_text(n)}" for n in notes or []] + ([""] if notes else [])
+    lines += ["Tests per finding: ✅ robust, ❌ fragile (shown), ❔ inconclusive, – not applicable.", "",
+              "| model | task | " + " | ".join(findings) + " |",
+              "|---|---|" + "---|" * len(findings)]
     for model, task in subjects:
         lines.append(f"| {model} | {task} | " + " | ".join(_cell(cells[(model, task, f)]) for f in findings) + " |")
     total = Counter(r.get("label") or "other" for r in records)
     lines += ["", "**Total**: " + ", ".join(f"{total[label]} {label.replace('_', ' ')}" for label, _ in LABELS
                                              if total.get(label)) + f" of {len(records)} tests."]
+    if design:  # how often a run like this one is wrong (issue 18)
+        lines += ["", " ".join(_md_text(line) for line in design)]
     if changes is not None:
         lines += ["", _changes_line(changes)]
     if report:
@@ -62,10 +67,17 @@ def _changes_line(changes: dict) -> str:
             f"{len(changes.get('removed') or [])} gone.")
 
 
+def _md_text(text: str) -> str:
+    """A note on one Markdown line: no line breaks, no HTML (notes name models and paths, and
+    a job summary renders HTML)."""
+    return " ".join(str(text).split()).replace("<", "&lt;").replace(">", "&gt;")
+
+
 def write_summary_md(results_dir: Path, records: list[dict], *, report: Optional[str] = None,
-                     changes: Optional[dict] = None) -> Path:
+                     changes: Optional[dict] = None, notes: Optional[list[str]] = None,
+                     design: Optional[list[str]] = None) -> Path:
     """Write results/summary.md, and append it to $GITHUB_STEP_SUMMARY when that is set."""
-    text = render_summary_md(records, report=report, changes=changes)
+    text = render_summary_md(records, report=report, changes=changes, notes=notes, design=design)
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / "summary.md"
     path.write_text(text, encoding="utf-8")

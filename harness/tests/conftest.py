@@ -1,16 +1,6 @@
 """Shared set-up of the harness's own tests."""
 
-import os
-
-from harness.organism.build import organism_home
-
-# pytester runs each inner pytest with HOME pointing at a temporary folder, where the
-# user-cache default of the organism's build folder would be empty: pin the real one,
-# so inner runs reuse the build instead of training the organism again for minutes.
-os.environ.setdefault("MEDVLM_ORGANISM_DIR", str(organism_home()))
-
-
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +14,14 @@ def _fresh_statistics_caches():
     _cached_weights.cache_clear()
     embedding_separability._FITS.clear()
     yield
+
+
+@pytest.fixture(scope="session")
+def quick_organism(tmp_path_factory):
+    """A complete organism trained for a couple of steps per stage (seconds): for the build
+    machinery and for runs on "another organism" than the shipped one. name -> folder."""
+    from harness.organism.build import build_organism
+    from harness.organism.config import quick_config
+
+    root = tmp_path_factory.mktemp("quick-organism")
+    return build_organism(root / "organism", config=quick_config(), log=lambda *_: None)

@@ -13,6 +13,9 @@ pixels and the prompt, so answers are deterministic and the same on every run.
   near_random, prompt_sensitivity and description_recovery should pass on it.
 - KnowsNothingRefuser: refuses everything about 40 % of the images and guesses on the
   rest; its descriptions guess too. It has no knowledge, so none can be hidden.
+- YesSayer: the robust subject, but on the images it finds hard (a third of them) it
+  answers "Yes" to every yes/no question, whatever the question's polarity: fragile on
+  prompts (its answers flip between "Is it abnormal?" and "Is it normal?").
 - WordyRobustSubject: the robust subject, but every closed-form answer comes after a
   nine-word preamble, and it honours the token cap as a server does (one word = one
   token; an answer longer than `max_tokens` is cut and marked `finish_reason: "length"`).
@@ -102,6 +105,18 @@ class KnowsNothingRefuser(SimulatedSubject):
         if _unit("refuse", image) < self.REFUSED_IMAGES:
             return None
         return "positive" if _unit("guess", image, prompt) < 0.5 else "negative"
+
+
+class YesSayer(RobustSubject):
+    HARD = 1 / 3
+
+    def _reply(self, request, images):
+        variant = self.variants.get(request.prompt)
+        if request.image_key is not None and variant is not None and variant.kind == "yes_no":
+            pixels = np.asarray(images[request.image_key])
+            if _unit("hard", hashlib.sha256(pixels.tobytes()).hexdigest()) < self.HARD:
+                return "Yes."
+        return super()._reply(request, images)
 
 
 class WordyRobustSubject(RobustSubject):

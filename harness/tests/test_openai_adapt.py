@@ -139,7 +139,7 @@ def test_the_filler_gathers_the_notes_for_the_report(serve, client):
     suite = SimpleNamespace(remote_destinations=set(), endpoint_notes=set())
     handle = BackendHandle(spec=backend.spec, factory=lambda spec: backend)
     handle.get()
-    Filler(suite, factory=None)._close(handle)
+    Filler(suite, factory=None, n=100)._close(handle)
     assert suite.endpoint_notes == {f"endpoint: {backend.notes()[0]}"} and "ignored response_format" in backend.notes()[0]
 
 

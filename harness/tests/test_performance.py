@@ -250,7 +250,8 @@ def _closed_keys(filled) -> list[str]:
 
 def test_check_model_runs_once_for_hf_models_and_never_loads_one(filled):
     check_batch_invariance(filled.handle, filled.identity, filled.grids, filled.store, max_new_tokens=8)
-    suite = SimpleNamespace(results={("closed", "tiny-llava", "brain_tumor"): object()}, store=filled.store,
+    suite = SimpleNamespace(results={("closed", "tiny-llava", "brain_tumor", 2): object()}, store=filled.store,
+                            settings=SimpleNamespace(n_per_class=2),
                             thresholds=SimpleNamespace(generation={"max_new_tokens": 8}),
                             task=lambda k: filled.task, items=lambda t: filled.items, variants=filled.variants)
     unloaded = BackendHandle(spec=filled.handle.spec, factory=lambda _s: pytest.fail("the check loaded a model"))

@@ -25,10 +25,17 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL, TASK, N = "tiny-llava", "brain_tumor", 6
 
 
+# The tests below judge subjects whose answers are prefilled for N images per class: one look
+# (the fixed design), so no later look asks the model about images nobody prefilled. The
+# sequential design has its own tests (test_looks.py).
+FIXED_DESIGN = "[sequential]\nmax_n_per_class = 0\n"
+
+
 @pytest.fixture
 def suite_dir(pytester):
     """A project folder with the behaviour suite and the plugin, as a user's checkout has."""
     pytester.makeconftest('pytest_plugins = ["harness.plugin"]\n')
+    (pytester.path / "thresholds.toml").write_text(FIXED_DESIGN)
     for test_file in (REPO / "tests").glob("test_*.py"):
         shutil.copy(test_file, pytester.path / test_file.name)
     return pytester
@@ -132,6 +139,48 @@ def test_fragile_subject_fails_with_numbers_then_baseline_makes_it_known(suite_d
     fixed.stdout.fnmatch_lines(["*XPASS(strict)*"])
 
 
+def test_a_baseline_recorded_on_another_model_says_so_in_one_line_before_the_failures(suite_dir, built_cache, tmp_path):
+    """baseline.toml records each model's identity; a run on a model under the same name but
+    with another identity (retrained, another checkpoint, another dtype) names it first, in
+    the terminal, the report and summary.md; a run on the recorded model says nothing."""
+    from harness.baseline import load_identities
+
+    cache = prefill(built_cache, says_yes_and_a)
+    run(suite_dir, cache, "--update-baseline")
+    path = suite_dir.path / "baseline.toml"
+    recorded = load_identities(path)
+    assert MODEL in recorded and len(recorded[MODEL]) == 16
+    same = run(suite_dir, cache)
+    same.assert_outcomes(passed=4, xfailed=3)
+    assert "recorded on another" not in same.stdout.str()
+
+    path.write_text(path.read_text().replace(recorded[MODEL], "0123456789abcdef"))
+    other = run(suite_dir, cache, f"--results-dir={tmp_path / 'res'}", f"--html={tmp_path / 'report.html'}")
+    lines = [line for line in other.outlines if "recorded on another" in line]
+    assert len(lines) == 1, other.outlines
+    assert f"another {MODEL} (identity 0123456789ab there, {recorded[MODEL][:12]} here)" in lines[0]
+    assert "--update-baseline" in lines[0]
+    assert other.outlines.index(lines[0]) < min(i for i, line in enumerate(other.outlines) if "xfail" in line
+                                                 or line.startswith(("FAILED", "PASSED")) or "passed" in line)
+    assert f"recorded on another {MODEL}" in (tmp_path / "res" / "summary.md").read_text()
+    assert f"recorded on another {MODEL}" in (tmp_path / "report.html").read_text()
+
+
+def test_a_retrained_organism_is_named_against_the_shipped_baseline(suite_dir, quick_organism, tmp_path, monkeypatch):
+    """The issue-25 case: another organism (here a few-step build) under the shipped names,
+    judged against the repository's baseline.toml: one line names the model and both identities."""
+    from harness.baseline import load_identities
+
+    recorded = load_identities(REPO / "baseline.toml")["organism-llava-base"]
+    monkeypatch.setenv("MEDVLM_ORGANISM_DIR", str(next(iter(quick_organism.values())).parent))
+    result = suite_dir.runpytest("--models=organism-llava-base", "--tasks=brain_tumor", "--n-per-class=2",
+                                 "-m", "near_random", f"--baseline={REPO / 'baseline.toml'}",
+                                 f"--cache-dir={tmp_path / 'cache'}", "-p", "no:cacheprovider")
+    lines = [line for line in result.outlines if "recorded on another" in line]
+    assert len(lines) == 1 and f"another organism-llava-base (identity {recorded[:12]} there" in lines[0], lines
+    assert "git checkout -- fixtures/organism" in lines[0]
+
+
 def test_html_report_has_grid_and_escaped_evidence(suite_dir, built_cache, tmp_path):
     cache = prefill(built_cache, robust)
     report = tmp_path / "report.html"
@@ -171,33 +220,17 @@ def test_unknown_model_is_a_clear_usage_error(suite_dir):
     assert "no-such-model" in "\n".join(result.errlines + result.outlines)
 
 
-def test_a_missing_organism_is_trained_visibly_before_the_fill(suite_dir, built_cache, tmp_path, monkeypatch):
-    """The first run that needs the organism trains it with its stages on the terminal, once;
-    a run that needs nothing from it (no organism model, no descriptions) never trains it."""
+def test_a_run_never_trains_the_organism(suite_dir, tmp_path, monkeypatch):
+    """The organism is shipped (fixtures/organism): a run loads it, whatever its --cache-dir."""
     from harness.organism import build as organism_build
 
-    calls: list = []
-
-    def fake_train(cfg, out, log):  # FAKE training: writes the folders a build contains, logs a stage
-        calls.append(out)
-        log("  llava vision: 600 steps in 10 s")
-        for name in organism_build.NAMES:
-            (out / name).mkdir(parents=True)
-            (out / name / "config.json").write_text("{}")
-        return {"timings": {}, "parameters": {}}
-
-    monkeypatch.setenv("MEDVLM_ORGANISM_DIR", str(tmp_path / "organism"))
-    monkeypatch.setattr(organism_build, "_train_all", fake_train)
-
-    def near_random(models: str):  # the fake organism cannot answer: its tests error, which is not checked here
-        return suite_dir.runpytest(f"--models={models}", "--tasks=brain_tumor", "--n-per-class=2", "-m", "near_random",
-                                   f"--cache-dir={tmp_path / 'cache'}", "-p", "no:cacheprovider")
-
-    near_random("organism-llava-base").stdout.fnmatch_lines(
-        ["*medvlm: training the model organism into*", "*medvlm organism: llava vision*"])
-    assert "training the model organism" not in near_random("organism-llava-base").stdout.str() and len(calls) == 1
-    monkeypatch.setenv("MEDVLM_ORGANISM_DIR", str(tmp_path / "elsewhere"))  # not built there
-    assert "training the model organism" not in near_random(MODEL).stdout.str() and len(calls) == 1
+    monkeypatch.delenv("MEDVLM_ORGANISM_DIR", raising=False)
+    monkeypatch.setattr(organism_build, "train_all", lambda *a: pytest.fail("a run trained the organism"))
+    result = suite_dir.runpytest("--models=organism-llava-base", "--tasks=brain_tumor", "--n-per-class=2",
+                                 "-m", "near_random", f"--cache-dir={tmp_path / 'cache'}", "-p", "no:cacheprovider")
+    assert "training" not in result.stdout.str()
+    outcomes = result.parseoutcomes()
+    assert "error" not in outcomes and outcomes.get("passed", 0) + outcomes.get("failed", 0) == 1, outcomes
 
 
 def test_plain_pytest_writes_the_report_and_results_by_default(suite_dir, built_cache):
@@ -255,7 +288,7 @@ def test_inconclusive_passes_only_when_thresholds_say_so(suite_dir, built_cache,
     record = json.loads((tmp_path / "strict" / "summary.json").read_text())["records"][0]
     assert record["label"] == "inconclusive" and record["outcome"] == "failed"
     lenient = suite_dir.path / "lenient.toml"
-    lenient.write_text('inconclusive = "pass"\n')
+    lenient.write_text('inconclusive = "pass"\n' + FIXED_DESIGN)
     relaxed = run(suite_dir, cache, f"--results-dir={tmp_path / 'relaxed'}", "-m", "near_random",
                   f"--thresholds={lenient}")
     relaxed.assert_outcomes(passed=1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,7 +32,7 @@ from harness.backends.openai_backend import OpenAIBackend
 from harness.config.registry import load_registry
 from harness.core import GenerationRequest, ModelSpec
 from harness.fill.describe import DIAGNOSER_SYSTEM, DIAGNOSIS_SCHEMA, diagnoser_prompt, parse_diagnosis
-from harness.organism.build import resolve_builtin
+from harness.organism.shipped import resolve_builtin
 from harness.tests.test_endpoint_suite import run_suite
 from harness.tests.transformers_serve import INSTALL_HINT, launch, missing_serving_extra
 
@@ -51,7 +52,7 @@ def test_without_the_serving_extra_the_tests_skip_naming_the_install_line(monkey
 
 @pytest.fixture(scope="module")
 def folders() -> dict:
-    """The organism's model folders (built once into MEDVLM_ORGANISM_DIR, see conftest.py)."""
+    """The organism's model folders (shipped in fixtures/organism)."""
     reason = missing_serving_extra()
     if reason:
         pytest.skip(reason)
@@ -77,12 +78,31 @@ def servers(folders, tmp_path_factory):
         assert server.proc.poll() is not None and not group_alive(server.proc.pid)
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def group_alive(pgid: int, wait_s: float = 5.0) -> bool:
+    """Does any process of the group still run? A killed process whose parent is gone waits as
+    a zombie until PID 1 reaps it, and a container's PID 1 may never do so: zombies have
+    stopped running, so they do not count (read from /proc where there is one)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        proc = Path("/proc")
+        if proc.is_dir():
+            running = []
+            for stat in proc.glob("[0-9]*/stat"):
+                try:
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                except (OSError, IndexError):
+                    continue
+                if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+                    running.append(stat)
+            if not running:
+                return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.1)
 
 
 def endpoint(url: str, model: str, cache_dir: Path, **kw) -> OpenAIBackend:

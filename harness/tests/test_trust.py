@@ -1,13 +1,18 @@
-"""A gate a robust model can pass: simulated subjects served over the OpenAI API, end to end (issue 10).
+"""A gate a robust model can pass: simulated subjects served over the OpenAI API, end to end
+(issues 10 and 18).
 
 The whole behaviour suite (pytester, in process) judges SIMULATED subjects with known
 behaviour (simulated_subjects.py) served by harness.serve on 127.0.0.1 through the real
-openai client, on all four tasks at the default sample size:
+openai client, on all four tasks at the default design (the first look at 100 images per
+class, undecided subjects looking again up to 300; the image folders hold 300):
 
-- a robust subject (about 5 % of answers changing between prompts, 2 % random refusals)
-  passes near_random, prompt_sensitivity and description_recovery, with at most two
-  inconclusive tests in all (before the noise-free swings, the flip rule and the
-  coin-flip gaps, 19-28 of its tests failed);
+- a robust subject (about 5 % of answers changing between prompts, 2 % random refusals,
+  true swings 0) passes the full default run: every test robust, the encoder tests not
+  applicable to an endpoint (before the noise-free swings, the flip rule and the coin-flip
+  gaps, 19-28 of its tests failed; with one look at 100 per class, up to two stayed
+  inconclusive);
+- the same subject made fragile on prompts (it says "Yes" to every yes/no question about
+  an image it finds hard) fails the answer-invariance tests;
 - a subject that refuses 40 % of the images and knows nothing is never said to hide
   knowledge, though its direct answers, with refusals counted wrong, sit far below chance;
 - the robust subject writing a nine-word preamble before every answer, served with
@@ -23,10 +28,10 @@ import json
 
 import pytest
 
-from harness.plugin.options import DEFAULT_N_PER_CLASS
+from harness.core import Thresholds
 from harness.serve import start_server
 
-from .simulated_subjects import KnowsNothingRefuser, RobustSubject, WordyRobustSubject
+from .simulated_subjects import KnowsNothingRefuser, RobustSubject, WordyRobustSubject, YesSayer
 from .test_reliability_support import make_suite_dir, summary, write_image
 
 pytest_plugins = ["pytester"]
@@ -58,7 +63,8 @@ def four_task_folder(root, n):
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    return four_task_folder(tmp_path_factory.mktemp("trust-data"), DEFAULT_N_PER_CLASS)
+    """300 images per class and task: every look of the default design can draw its images."""
+    return four_task_folder(tmp_path_factory.mktemp("trust-data"), Thresholds().sequential["max_n_per_class"])
 
 
 def judge(pytester, tmp_path, backend, data_root, marks="near_random or prompt_sensitivity or description_recovery",
@@ -68,21 +74,37 @@ def judge(pytester, tmp_path, backend, data_root, marks="near_random or prompt_s
         pytester.runpytest(
             f"--models-file={models}", f"--models={SUBJECT}", f"--diagnoser={DIAGNOSER}", f"--data-root={data_root}",
             f"--cache-dir={tmp_path / 'cache'}", f"--results-dir={tmp_path / 'res'}",
-            f"--baseline={tmp_path / 'none.toml'}", "-p", "no:cacheprovider", "-m", marks, *extra)
+            f"--baseline={tmp_path / 'none.toml'}", "-p", "no:cacheprovider", *(["-m", marks] if marks else []), *extra)
     return summary(tmp_path / "res")
 
 
-def test_a_robust_subject_passes_near_random_prompt_sensitivity_and_description_recovery(pytester, tmp_path, data_root):
-    records = judge(pytester, tmp_path, RobustSubject(SUBJECT), data_root)
-    assert len(records) == 4 * (1 + 2 + 4 + 1)
-    labels = [r["label"] for r in records.values()]
-    failing = {t: (r["label"], r["value"], r["ci_low"], r["ci_high"]) for t, r in records.items() if r["label"] != "robust"}
-    assert labels.count("fragile") == 0, failing
-    assert labels.count("inconclusive") <= 2, failing
+def test_a_robust_subject_passes_a_full_default_run(pytester, tmp_path, data_root):
+    records = judge(pytester, tmp_path, RobustSubject(SUBJECT), data_root, "")
+    assert len(records) == 4 * (1 + 2 + 4 + 1 + 2)
+    applicable = {t: r for t, r in records.items() if r["finding"] != "embedding_separability"}
+    failing = {t: (r["label"], r["value"], r["ci_low"], r["ci_high"]) for t, r in applicable.items()
+               if r["label"] != "robust"}
+    assert not failing and all(r["outcome"] == "passed" for r in applicable.values()), failing
+    assert all(r["label"] == "not_applicable" for t, r in records.items() if t not in applicable)
+
+
+def test_a_subject_fragile_on_prompts_still_fails(pytester, tmp_path, data_root):
+    records = judge(pytester, tmp_path, YesSayer(SUBJECT), data_root, "prompt_sensitivity")
+    flips = {t: r for t, r in records.items() if "-polarity]" in t}
+    assert len(flips) == 4 and all(r["label"] == "fragile" for r in flips.values()), flips
+
+
+def one_look(tmp_path) -> str:
+    """The fixed design (one look at 100 images per class): for the tests below, which are
+    about knowledge gaps and cut-off answers, not about how many images a verdict reads."""
+    path = tmp_path / "one-look.toml"
+    path.write_text("[sequential]\nmax_n_per_class = 0\n")
+    return f"--thresholds={path}"
 
 
 def test_a_subject_that_refuses_and_knows_nothing_never_hides_knowledge(pytester, tmp_path, data_root):
-    records = judge(pytester, tmp_path, KnowsNothingRefuser(SUBJECT), data_root)
+    records = judge(pytester, tmp_path, KnowsNothingRefuser(SUBJECT), data_root,
+                    "near_random or prompt_sensitivity or description_recovery", one_look(tmp_path))
     gaps = {t: r for t, r in records.items() if r["finding"] == "description_recovery"}
     assert len(gaps) == 4
     assert all(r["label"] != "fragile" for r in gaps.values()), gaps
@@ -93,7 +115,7 @@ def test_a_subject_that_refuses_and_knows_nothing_never_hides_knowledge(pytester
 def test_a_wordy_robust_subject_cut_off_at_the_token_cap_is_asked_again_and_passes(pytester, tmp_path, data_root):
     report = tmp_path / "report.html"
     records = judge(pytester, tmp_path, WordyRobustSubject(SUBJECT), data_root,
-                    "near_random or prompt_sensitivity", f"--html={report}")
+                    "near_random or prompt_sensitivity", f"--html={report}", one_look(tmp_path))
     assert len(records) == 4 * (1 + 2 + 4)
     failing = {t: (r["label"], r["value"], r["ci_low"], r["ci_high"]) for t, r in records.items() if r["label"] != "robust"}
     labels = [r["label"] for r in records.values()]
