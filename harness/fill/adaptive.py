@@ -43,9 +43,6 @@ def fill_looks(suite, needs: dict, checks: dict, factory: Callable, progress=Non
         suite.fill(_needs_of(suite, undecided), factory, progress=progress, n=design.looks[look])
         extended[look] = sorted(undecided)
         pending = undecided
-    record = suite.__dict__.setdefault("extended_looks", {})  # for the report: which subjects drew more images
-    for look, cells in extended.items():
-        record[look] = sorted(set(record.get(look, [])) | set(cells))
     return extended
 
 
