@@ -183,6 +183,8 @@ def _generate_missing(handle, task, missing, store, results, cut, stats, max_new
                 results[cell_id] = ("text", "")
                 stats.generated += 1
                 stats.empty += 1
+                if out.truncated:  # nothing readable up to the cap (special tokens only): asked again
+                    cut.add(cell_id)
             else:
                 results[cell_id] = ("error", out.error)
                 stats.errors += 1

@@ -14,7 +14,7 @@ import pytest
 from ..core import FINDINGS, ConfigError, HarnessError
 from ..suite import Suite
 from .evidence import EvidencePlugin
-from .gpus import pin_worker_gpu
+from .gpus import pin_worker_gpu, share_cpu_threads
 from .fixtures import SUBJECT_PARAM, assert_robust, subject  # noqa: F401 - fixtures exported to pytest
 from .options import add_options, settings_from_config
 from .params import parametrize_subjects, safe_id
@@ -53,6 +53,7 @@ def pytest_configure(config):
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         pin_worker_gpu(workerinput.get("workerid", ""))
+        share_cpu_threads(int(workerinput.get("workercount", 1)))
     try:
         suite = Suite(settings_from_config(config))
     except (ConfigError, HarnessError) as exc:

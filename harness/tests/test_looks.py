@@ -128,7 +128,7 @@ def test_the_next_look_asks_only_for_its_new_images_and_a_rerun_replays(suite_di
 
 
 def test_a_hopeless_verdict_stops_drawing_and_says_why(suite_dir, built_cache, tmp_path):
-    """With the default min_decide_chance (0.2), a verdict whose estimate sits so near its
+    """With min_decide_chance 0.2 (the default is 0.05), a verdict whose estimate sits so near its
     threshold that even the last look would not likely decide it asks for no more images."""
     (suite_dir.path / "thresholds.toml").write_text(TWO_LOOKS.replace("min_decide_chance = 0.0", "min_decide_chance = 0.2"))
     cache = prefill(built_cache, tmp_path, unsure_then_right, FIRST)

@@ -74,3 +74,18 @@ def test_model_scope_groups_a_models_tests_and_nothing_else():
     assert scope("harness/tests/test_x.py::test_y[3]") == "harness/tests/test_x.py::test_y[3]"
     assert scope("tests/t.py::test_a[m-other_task]") == "tests/t.py::test_a[m-other_task]"
     assert scope("tests/t.py::test_a[x-brain_tumor]@legacy") == "legacy"  # xdist's own suffix, where it works
+
+
+def test_each_worker_gets_its_share_of_the_cores():
+    from harness.plugin.gpus import share_cpu_threads
+
+    env: dict = {}
+    assert share_cpu_threads(2, env, cores=2) == 1 and env == {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {}
+    assert share_cpu_threads(3, env, cores=16) == 5 and env["OMP_NUM_THREADS"] == "5"
+    assert share_cpu_threads(4, {}, cores=2) == 1  # never fewer than one
+    assert share_cpu_threads(1, {}, cores=8) is None  # one worker: torch's own default
+    assert share_cpu_threads(2, {"OMP_NUM_THREADS": "4"}, cores=8) is None  # the user's choice wins
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    share_cpu_threads(2, env, cores=4)
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -242,3 +242,26 @@ def test_another_look_only_while_the_last_look_would_likely_decide():
     verdict = checks.judge(LookedAtSubject(design, 10_000), scripted([0.14] * 5, calls))
     assert len(calls) == 1 and verdict.label == "inconclusive"
     assert "undecided at look 1: more images would not likely decide it" in verdict.message()
+
+
+def test_another_look_is_judged_at_the_last_look_from_the_bound_that_has_to_move():
+    """Pins worth_another_look (mutation testing: the second-to-last look, the other bound
+    and `>` survived): the chance is computed at the last look's images and confidence,
+    from the bound on the far side of the threshold, and `min_decide_chance` itself is enough."""
+    from types import SimpleNamespace
+
+    from harness.stats.sequential import Design, decide_chance
+
+    looks, confs = (100, 200, 400), (0.97, 0.98, 0.99)
+    passing = SimpleNamespace(value=0.08, bound=0.115, other_bound=0.05, threshold=0.10, point_passes=True)
+    failing = SimpleNamespace(value=0.12, bound=0.15, other_bound=0.085, threshold=0.10, point_passes=False)
+    for verdict, moving in ((passing, passing.bound), (failing, failing.other_bound)):
+        chance = decide_chance(verdict.value, moving, verdict.threshold, 100, 400, 0.97, 0.99)
+        assert 0.0 < chance < 1.0
+        for other in (decide_chance(verdict.value, moving, verdict.threshold, 100, 200, 0.97, 0.98),
+                      decide_chance(verdict.value, moving, verdict.threshold, 100, 400, 0.97, 0.98),
+                      decide_chance(verdict.value, moving, verdict.threshold, 100, 200, 0.97, 0.99)):
+            assert abs(other - chance) > 1e-6  # the tests below tell the last look from the others
+        assert Design(looks, confs, 0.99, 2.0, chance).worth_another_look(verdict, 0)
+        assert not Design(looks, confs, 0.99, 2.0, chance + 1e-9).worth_another_look(verdict, 0)
+        assert not Design(looks, confs, 0.99, 2.0, 0.0).worth_another_look(verdict, 2)  # no later look

@@ -139,6 +139,27 @@ def test_a_cut_off_answer_that_parses_is_kept_and_not_asked_again(tmp_path):
     assert subject.budgets.count(64) == int(table["reasked"].sum())  # only the unreadable ones went again
 
 
+class SilentSubject(CountingWordySubject):
+    """SIMULATED: writes nothing readable up to the cap (as a model that emits only special
+    tokens, which decoding drops: found by the rehearsal of random-weight Gemma-3 models)."""
+
+    def generate(self, requests, images):
+        from harness.core import GenerationResult
+
+        self.budgets.extend(r.max_new_tokens for r in requests)
+        return [GenerationResult(text="", truncated=True) for _ in requests]
+
+
+def test_an_empty_answer_cut_at_the_cap_is_asked_again_not_a_silent_refusal(tmp_path):
+    items = load_synthetic(TASK, 1, 7)
+    subject = SilentSubject("silent")
+    results, stats, table, _ = _fill(subject, ResponseStore(tmp_path / "r.sqlite"), items)
+    cells = len(items) * len(VARIANTS)
+    assert sorted(set(subject.budgets)) == [8, 64, 256] and len(subject.budgets) == 3 * cells
+    assert set(stats.truncation.values()) == {(True, True)}  # asked again, still cut off: reported as such
+    assert all(text == "" for _, text in results.values())
+
+
 # -- the store ----------------------------------------------------------------------------
 def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_answers(tmp_path):
     path = tmp_path / "old.sqlite"
