@@ -1,0 +1,164 @@
+"""The image-reliance finding's inputs and estimands (issue 20, in progress).
+
+- content-free stand-ins: the real image's size and label, one uniform colour (the mean of
+  the images), their own id and pixel hash (hypothesis over sizes and colours);
+- their answers go through the real fill and a real SQLite store under their own keys, and
+  a warm run asks the model nothing;
+- `unchanged_share` and `blind_balanced_accuracy` against direct computation (and
+  scikit-learn's balanced accuracy), and on SIMULATED subjects (named as such): one that
+  looks, one that ignores the image, one cued by its prompt.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from sklearn.metrics import balanced_accuracy_score
+
+from harness.config.registry import load_registry
+from harness.core import HarnessError, ImageItem
+from harness.data.content_free import SUFFIX, content_free_items, mean_colour, real_image_id
+from harness.data.images import pixel_sha256
+from harness.data.sources import load_synthetic
+from harness.fill.closed_form import BackendHandle, build_table, fill_closed_form
+from harness.findings.grid import Grid, grid_from_table, weights_for
+from harness.findings.image_reliance import aligned, blind_balanced_accuracy, unchanged_share
+from harness.parsing import parse_answer
+from harness.store import ResponseStore
+
+from .simulated_subjects import RobustSubject
+
+REGISTRY = load_registry()
+TASK = REGISTRY.tasks["brain_tumor"]
+VARIANTS = [REGISTRY.variants[k] for k in ("abnormal", "normal_oneword", "choice_ab", "disease_hint")]
+
+
+def _item(image_id: str, image: Image.Image, label: str = "positive") -> ImageItem:
+    return ImageItem(image_id=image_id, task="t", label=label, source=image_id, loader=lambda: image)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.tuples(*[st.integers(0, 255)] * 3))
+def test_a_stand_in_keeps_size_and_label_and_has_one_colour_and_its_own_hash(width, height, colour):
+    real = _item("img-1", Image.new("RGB", (width, height), (255 - colour[0], 3, 250)), label="negative")
+    (blank,) = content_free_items([real], colour)
+    image = blank.load()
+    assert image.size == (width, height) and image.mode == "RGB"
+    assert np.unique(np.asarray(image).reshape(-1, 3), axis=0).tolist() == [list(colour)]
+    assert blank.label == "negative" and blank.task == "t"
+    assert blank.image_id == "img-1" + SUFFIX and real_image_id(blank.image_id) == "img-1"
+    assert real_image_id("img-1") == "img-1"
+    assert blank.sha256 == pixel_sha256(image) != pixel_sha256(real.load())
+
+
+def test_the_colour_is_the_mean_of_the_images_each_weighing_the_same():
+    a = Image.new("RGB", (2, 2), (0, 0, 0))
+    b = Image.fromarray(np.array([[[200, 100, 50], [100, 50, 25]]], dtype=np.uint8))  # 1 x 2, mean (150, 75, 37.5)
+
+    def broken():
+        raise OSError("unreadable")
+
+    items = [_item("a", a), _item("b", b), ImageItem("c", "t", "positive", "c", broken)]
+    assert mean_colour(items) == (75, 38, 19)  # (0 + 150) / 2, (0 + 75) / 2, (0 + 37.5) / 2 rounded
+    with pytest.raises(HarnessError):
+        mean_colour([items[2]])
+
+
+class IgnoresTheImage(RobustSubject):
+    """SIMULATED: answers from the prompt alone (the same answer whatever the image)."""
+
+    def perceive(self, image, prompt, label):
+        return "positive" if "tumor" in prompt else "negative"
+
+
+class CuedByThePrompt(RobustSubject):
+    """SIMULATED: the class leaks to it through the request (here, the image id), whatever
+    the pixels: it is right with or without the image."""
+
+    def _reply(self, request, images):
+        self._cue = "positive" if "positive" in (request.image_key or "") else "negative"
+        return super()._reply(request, images)
+
+    def perceive(self, image, prompt, label):
+        return self._cue
+
+
+def _tables(subject, tmp_path, items):
+    store = ResponseStore(tmp_path / f"{subject.spec.name}.sqlite")
+    handle = BackendHandle(spec=subject.spec, factory=lambda spec: subject)
+    identity = {"backend": "simulated", "model": subject.spec.name}
+    blanks = content_free_items(items, mean_colour(items))
+    grids = []
+    for group in (items, blanks):
+        results, _ = fill_closed_form(handle, identity, TASK, group, VARIANTS, store, max_new_tokens=8, parse=parse_answer)
+        grids.append(grid_from_table(build_table(subject.spec.name, TASK, group, VARIANTS, results, parse_answer)))
+    return grids, store, handle, blanks
+
+
+def test_stand_ins_are_answered_through_the_store_under_their_own_keys(tmp_path):
+    items = load_synthetic(TASK, 4, 3)
+    (real, blank), store, handle, blanks = _tables(RobustSubject("looks"), tmp_path, items)
+    assert handle.calls == 2 * len(items) * len(VARIANTS)  # the stand-ins are new answers, not the real ones
+    assert blank.image_ids == sorted(b.image_id for b in blanks)
+    warm = RobustSubject("looks")
+    (real2, blank2), _, handle2, _ = _tables(warm, tmp_path, items)
+    assert handle2.calls == 0  # the same keys: a warm run replays both
+    assert (real2.outcome == real.outcome).all() and (blank2.outcome == blank.outcome).all()
+
+
+def test_a_subject_that_looks_changes_its_answers_one_that_ignores_the_image_does_not(tmp_path):
+    items = load_synthetic(TASK, 30, 5)
+    (real, blank), *_ = _tables(RobustSubject("looks"), tmp_path, items)
+    weights = weights_for(real, 200, 0)
+    looks = unchanged_share(real, blank, weights)
+    (real_i, blank_i), *_ = _tables(IgnoresTheImage("ignores"), tmp_path, items)
+    ignores = unchanged_share(real_i, blank_i, weights)
+    assert ignores[0] == 1.0 and np.all(ignores == 1.0)
+    # a uniform image reads as one class to it: the answers about the other class's images change
+    assert looks[0] <= 0.9 and looks.max() < 1.0
+    assert blind_balanced_accuracy(real, blank, weights)[0] == pytest.approx(0.5, abs=0.1)
+    (real_c, blank_c), *_ = _tables(CuedByThePrompt("cued"), tmp_path, items)
+    assert blind_balanced_accuracy(real_c, blank_c, weights)[0] == 1.0  # right without the image: a leak
+
+
+def _grid(outcomes: np.ndarray, is_pos, ids=None) -> Grid:
+    ids = ids or [f"img{i:03d}" for i in range(outcomes.shape[0])]
+    return Grid(image_ids=ids, variants=[f"v{k}" for k in range(outcomes.shape[1])], is_pos=np.asarray(is_pos),
+                outcome=outcomes.astype(object))
+
+
+OUTCOME = st.sampled_from(["positive", "negative", "refused", "error"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_the_estimands_against_direct_computation(data):
+    n, k = data.draw(st.integers(2, 8)), data.draw(st.integers(1, 3))
+    real = np.array(data.draw(st.lists(st.lists(OUTCOME, min_size=k, max_size=k), min_size=n, max_size=n)))
+    blank = np.array(data.draw(st.lists(st.lists(OUTCOME, min_size=k, max_size=k), min_size=n, max_size=n)))
+    is_pos = np.array([i % 2 == 0 for i in range(n)])
+    weights = np.vstack([np.ones(n), np.array(data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)))])
+    real_grid = _grid(real, is_pos)
+    # the stand-ins' grid in another order: aligned() puts it back by the real id
+    order = data.draw(st.permutations(range(n)))
+    blank_grid = _grid(blank[list(order)], is_pos[list(order)], [f"img{i:03d}{SUFFIX}" for i in order])
+    assert (aligned(real_grid, blank_grid).outcome == blank).all()
+    share = unchanged_share(real_grid, blank_grid, weights)
+    for row, w in enumerate(weights):
+        both = (real != "error") & (blank != "error")
+        den = (w[:, None] * both).sum()
+        expected = (w[:, None] * (both & (real == blank))).sum() / den if den else np.nan
+        assert share[row] == pytest.approx(expected, nan_ok=True)
+    # one prompt at unit weights: scikit-learn's balanced accuracy, refusals wrong, errors left out
+    column = blank[:, 0]
+    keep = column != "error"
+    ba = blind_balanced_accuracy(_grid(real[:, :1], is_pos), _grid(blank[:, :1], is_pos, [f"img{i:03d}{SUFFIX}" for i in range(n)]),
+                                 np.ones((1, n)))[0]
+    truth = np.where(is_pos, "positive", "negative")[keep]
+    if len(set(truth)) == 2:
+        predicted = np.where(column[keep] == "refused", "wrong", column[keep])
+        expected = balanced_accuracy_score(truth, np.where(predicted == "wrong", np.where(truth == "positive", "negative", "positive"), predicted))
+        assert ba == pytest.approx(expected)
