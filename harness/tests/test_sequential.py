@@ -265,3 +265,16 @@ def test_another_look_is_judged_at_the_last_look_from_the_bound_that_has_to_move
         assert Design(looks, confs, 0.99, 2.0, chance).worth_another_look(verdict, 0)
         assert not Design(looks, confs, 0.99, 2.0, chance + 1e-9).worth_another_look(verdict, 0)
         assert not Design(looks, confs, 0.99, 2.0, 0.0).worth_another_look(verdict, 2)  # no later look
+
+
+def test_the_fixed_design_keeps_its_settings_and_a_step_of_one_is_a_look_per_image():
+    """Pins make_design's edges (mutation testing): one look keeps gamma and the futility
+    setting it was given; a step of 1 is a valid (if costly) design, not the fixed one."""
+    from harness.stats.sequential import make_design
+
+    fixed = make_design(100, 100, 50, 0.95, 2.0, 0.05)
+    assert fixed.looks == (100,) and fixed.confidences == (0.95,)
+    assert fixed.gamma == 2.0 and fixed.min_decide_chance == 0.05 and not fixed.sequential
+    assert make_design(100, 300, 0, 0.95, 2.0).looks == (100,)
+    every = make_design(10, 13, 1, 0.95, 2.0)
+    assert every.looks == (10, 11, 12, 13) and every.sequential
