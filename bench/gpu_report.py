@@ -74,9 +74,7 @@ def vllm_step(out: Path) -> dict:
                     break
             except OSError:
                 time.sleep(2)
-        models = out / "vllm-models.toml"
-        models.write_text(f'[models.rehearsal-llava-med]\nbackend = "openai"\nmodel = "rehearsal-llava-med"\n'
-                          f'base_url = "http://127.0.0.1:{port}/v1"\nconcurrency = 64\n')
+        models = models_file(out, port)
         start = time.perf_counter()
         done = subprocess.run(grid_command(out, models), capture_output=True, text=True, timeout=240)
         seconds = time.perf_counter() - start
@@ -86,6 +84,14 @@ def vllm_step(out: Path) -> dict:
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def models_file(out: Path, port: int) -> Path:
+    """A registry entry for the served rehearsal model (the OpenAI backend)."""
+    path = out / "vllm-models.toml"
+    path.write_text(f'[models.rehearsal-llava-med]\nbackend = "openai"\nmodel = "rehearsal-llava-med"\n'
+                    f'base_url = "http://127.0.0.1:{port}/v1"\nconcurrency = 64\n')
+    return path
 
 
 def grid_command(out: Path, models: Path) -> list[str]:
@@ -116,9 +122,7 @@ def main(argv=None) -> int:
         sample = [{"checkpoint": "sample", "ok": True, "s_per_item_b8": 0.05, "describe_s_per_item": 0.5}]
         report.update({"dry": True, "projection_check": projection(sample)})
         assert report["projection_check"]["minutes"] == round((4800 * 0.05 + 800 * 0.5) / 60, 1)
-        models = args.out / "vllm-models.toml"
-        models.write_text('[models.rehearsal-llava-med]\nbackend = "openai"\nmodel = "rehearsal-llava-med"\n'
-                          'base_url = "http://127.0.0.1:9/v1"\n')
+        models = models_file(args.out, 9)  # nothing listens there: collection only
         collected = subprocess.run(grid_command(args.out, models) + ["--collect-only"], capture_output=True,
                                    text=True, timeout=300)
         count = sum(1 for line in collected.stdout.splitlines() if "::" in line)

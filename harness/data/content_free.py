@@ -44,13 +44,14 @@ def mean_colour(items: Iterable[ImageItem]) -> tuple[int, int, int]:
     return (r, g, b)
 
 
-def _blank(item: ImageItem, colour: tuple[int, int, int]) -> Image.Image:
-    return Image.new("RGB", item.load().size, colour)
-
-
 def content_free_item(item: ImageItem, colour: tuple[int, int, int]) -> ImageItem:
-    """The stand-in of `item`: same size and label, uniform `colour`, its own id and hash."""
-    make = functools.partial(_blank, item, tuple(colour))
+    """The stand-in of `item`: same size and label, uniform `colour`, its own id and hash.
+    The real image is read once, for its size (the hash and the fill both draw the stand-in)."""
+    size = functools.cache(lambda: item.load().size)
+
+    def make() -> Image.Image:
+        return Image.new("RGB", size(), tuple(colour))
+
     return LazyHashItem(image_id=item.image_id + SUFFIX, task=item.task, label=item.label,
                         source=f"content-free rgb{tuple(colour)} at the size of {item.source}", loader=make,
                         hasher=lambda: pixel_sha256(make()))

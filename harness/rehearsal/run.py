@@ -80,6 +80,8 @@ def rehearse(name: str, folder: Path, *, device: str = "cpu", dtype: Optional[st
     """Run the rehearsal of one built model; returns its row (with `error` when a step failed).
     `drop` and `padding_side` plant a mistake (python -m harness.rehearsal --break)."""
     from harness.backends.hf import HFBackend
+    from harness.fill.closed_form import BackendHandle
+    from harness.store import ResponseStore
 
     row = {"checkpoint": name, "image_tokens": None, "peak_memory_mb": None, "s_per_item_b1": None,
            "s_per_item_b8": None, "batch_invariant": False, "preflight_clean": False, "ok": False, "error": None}
@@ -92,8 +94,11 @@ def rehearse(name: str, folder: Path, *, device: str = "cpu", dtype: Optional[st
                 backend.processor.tokenizer.padding_side = padding_side
             row["load_notes"] = list(backend.load_notes)
             row["preflight_clean"] = not any(note.startswith("snapshot drift") for note in backend.load_notes)
-            row.update(_closed_form(backend, spec, Path(tmp)))
-            row.update(_describe_and_embed(backend, Path(tmp)))
+            task, items = _images(1)
+            handle = BackendHandle(spec=backend.spec, factory=lambda s: backend)  # the fill's own path
+            store = ResponseStore(Path(tmp) / "store.sqlite")
+            row.update(_closed_form(backend, handle, store, task, items))
+            row.update(_describe_and_embed(backend, handle, store, task, items))
             row["peak_memory_mb"] = round(_peak_memory_mb(device))
             row["ok"] = row["batch_invariant"] and row["preflight_clean"] and row["image_tokens"] > 0
     except Exception as exc:  # noqa: BLE001 - a rehearsal reports what broke, it does not crash
@@ -102,14 +107,12 @@ def rehearse(name: str, folder: Path, *, device: str = "cpu", dtype: Optional[st
     return row
 
 
-def _closed_form(backend, spec, tmp: Path) -> dict:
+def _closed_form(backend, handle, store, task, items) -> dict:
     from harness.config.registry import load_registry
-    from harness.fill.closed_form import BackendHandle, fill_closed_form
+    from harness.fill.closed_form import fill_closed_form
     from harness.parsing import parse_answer
-    from harness.store import ResponseStore
 
     registry = load_registry()
-    task, items = _images(1)
     images = {item.image_id: item.load() for item in items}
     variants = [registry.variants[v] for v in RUN_VARIANTS]
     # eight different prompts of different lengths, on two images: one batch, each row padded
@@ -139,10 +142,7 @@ def _closed_form(backend, spec, tmp: Path) -> dict:
     out["cut_at_cap"] = sum(1 for r in batched if r.truncated)
     out["sample_answers"] = [repr(r.text[:40]) for r in batched[:2]]
     # the fill's own path, with the truncation re-ask, on two cells
-    handle = BackendHandle(spec=backend.spec, factory=lambda s: backend)
-    handle._backend = backend
-    results, stats = fill_closed_form(handle, backend.identity(), task, items[:1], variants[:2],
-                                      ResponseStore(tmp / "store.sqlite"), max_new_tokens=8,
+    results, stats = fill_closed_form(handle, backend.identity(), task, items[:1], variants[:2], store, max_new_tokens=8,
                                       reask_budgets=REASK_BUDGETS, parse=parse_answer)
     out["reasked"] = sum(1 for asked, _ in stats.truncation.values() if asked)
     out["still_cut_off"] = sum(1 for _, cut in stats.truncation.values() if cut)
@@ -208,18 +208,12 @@ def logit_agreement(together: dict, alone: dict, tolerance: float) -> dict:
             "rows_compared": len(shared)}
 
 
-def _describe_and_embed(backend, tmp: Path) -> dict:
+def _describe_and_embed(backend, handle, store, task, items) -> dict:
     from harness.config.registry import load_registry
-    from harness.fill.closed_form import BackendHandle
     from harness.fill.describe import fill_descriptions
     from harness.fill.embed import fill_embeddings
-    from harness.store import ResponseStore
 
     registry = load_registry()
-    task, items = _images(1)
-    handle = BackendHandle(spec=backend.spec, factory=lambda s: backend)
-    handle._backend = backend
-    store = ResponseStore(tmp / "store2.sqlite")
     prompts = list(registry.describe_prompts.values())[:1]
     start = time.perf_counter()
     described = fill_descriptions(handle, backend.identity(), task, items[:1], prompts, store, max_new_tokens=96)

@@ -162,3 +162,19 @@ def test_the_estimands_against_direct_computation(data):
         predicted = np.where(column[keep] == "refused", "wrong", column[keep])
         expected = balanced_accuracy_score(truth, np.where(predicted == "wrong", np.where(truth == "positive", "negative", "positive"), predicted))
         assert ba == pytest.approx(expected)
+
+
+def test_a_missing_stand_in_or_prompt_is_an_error_cell_and_no_cell_answered_both_ways_is_nan():
+    """Pins aligned() and the empty case (mutation testing: its survivors)."""
+    real = _grid(np.array([["positive", "negative"]] * 3), [True, False, True])
+    blank = Grid(image_ids=[f"img001{SUFFIX}", f"img002{SUFFIX}"], variants=["v0", "other"], is_pos=np.array([False, True]),
+                 outcome=np.array([["negative", "positive"], ["positive", "positive"]], dtype=object))
+    got = aligned(real, blank)  # img000 has no stand-in; v1 was not asked of the stand-ins
+    assert got.image_ids == real.image_ids and got.variants == real.variants
+    assert got.outcome.tolist() == [["error", "error"], ["negative", "error"], ["positive", "error"]]
+    assert not got.valid[0].any() and not got.valid[:, 1].any()
+    with np.errstate(all="raise"):  # no 0 / 0 computed where nothing was answered both ways
+        nothing = unchanged_share(real, Grid([], ["v0"], np.array([], dtype=bool), np.empty((0, 1), dtype=object)),
+                                  np.ones((2, 3)))
+    assert np.isnan(nothing).all()
+    assert unchanged_share(real, blank, np.ones((1, 3)))[0] == pytest.approx(0.5)  # img001 changed, img002 did not
