@@ -44,7 +44,7 @@ from harness.plugin.options import DEFAULT_N_PER_CLASS  # noqa: E402
 SIZES = [50, 100, 200]
 UNITS = {"near_random": "BA", "finetune_gain": "Δ BA", "accuracy_swing": "swing", "refusal_swing": "swing",
          "answer_flips": "flips", "clinical_hint": "Δ BA", "description_gap": "gap", "probe_auroc": "AUROC",
-         "reasoning_gap": "gap"}
+         "reasoning_gap": "gap", "unchanged_without_image": "unchanged", "blind_accuracy": "blind BA"}
 
 
 def _pct(value: tuple[float, float]) -> str:
@@ -125,14 +125,14 @@ def main(argv=None) -> int:
 
 def whole_run_main(args) -> int:
     from harness.calibration.rates import write_rates
-    from harness.calibration.whole_run import WholeRunBudget, simulate
+    from harness.calibration.whole_run import WholeRunBudget, simulate, test_names
 
     budget = WholeRunBudget().scaled(args.scale)
     if args.one_look and args.write:
         raise SystemExit("--one-look is a comparison: its rates are not the design's, so they are not written")
     result = simulate(budget, args.workers, DEFAULT_N_PER_CLASS, {"max_n_per_class": 0} if args.one_look else None)
     print(f"design: {result.design.describe()}")
-    print(f"simulated: {budget.runs} whole runs of 4 tasks x 11 tests, {budget.threshold} subjects per test at its "
+    print(f"simulated: {budget.runs} whole runs of 4 tasks x {len(test_names())} tests, {budget.threshold} subjects per test at its "
           f"threshold, pools of {budget.pool} probe and reasoning-gap embedding subjects")
     print(f"{'test':28s} {'false pass':>15s} {'robust pass':>15s} {'fragile fail':>15s} {'shown fragile':>15s} "
           f"{'n robust':>8s} {'n at thr.':>9s}")

@@ -56,6 +56,18 @@ def main(argv=None) -> int:
                 print(f"  {model} {task} {r['metric']}: {r['value']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] "
                       f"{r['label']}")
     print()
+    print("image reliance: share of answers unchanged without the image [bounds] / blind balanced accuracy [bounds]:")
+    print("| model | " + " | ".join(TASKS) + " |")
+    print("|---|" + "---|" * len(TASKS))
+    for model in MODELS:
+        cells = []
+        for task in TASKS:
+            pair = [next(find("image_reliance", model, task, name), None)
+                    for name in ("test_answers_depend_on_image", "test_no_answer_without_image")]
+            cells.append(" / ".join("—" if r is None or r["value"] is None else
+                                    f"{r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]" for r in pair))
+        print(f"| {model} | " + " | ".join(cells) + " |")
+    print()
     print("labels per finding:")
     by = Counter((r["finding"], r["label"]) for r in records)
     for finding in dict.fromkeys(r["finding"] for r in records):

@@ -5,7 +5,8 @@
 The study's grid: 4 models (llava-v1.6-mistral-7b, llava-med-v1.5-mistral-7b,
 gemma-3-4b-it, medgemma-4b-it: the registry's real entries, whose store identities are
 computed without downloading anything) x 4 tasks x 100 images x 12 prompts = 19,200
-closed-form answers, 3,200 descriptions (2 describe prompts) and 9,600 diagnoser
+closed-form answers (and as many about content-free stand-ins of the images, one size: 12
+keys per model and task), 3,200 descriptions (2 describe prompts) and 9,600 diagnoser
 answers (3 templates), 9,600 vision-encoder embeddings (the probe's 300 images per
 class, a superset of the 50 asked about), and the batch-invariance
 check's one-at-a-time answers, written into a fresh store under exactly the keys the
@@ -59,6 +60,7 @@ def prefill(cache, models_file, n_per_class: int, models: list[str], task_keys: 
     from harness.config.prompts import render_text
     from harness.config.registry import load_registry
     from harness.config.thresholds import load_thresholds
+    from harness.data.content_free import content_free_items, mean_colour
     from harness.data.sources import load_synthetic
     from harness.fill.describe import DIAGNOSE_VERSION, DIAGNOSER_SYSTEM, DIAGNOSIS_SCHEMA, diagnoser_prompt
     from harness.fill.embed import embedding_key
@@ -78,7 +80,7 @@ def prefill(cache, models_file, n_per_class: int, models: list[str], task_keys: 
     templates = list(registry.diagnoser_templates.values())
     diag_identity = model_identity(registry.models[DIAGNOSER], cache)
     diag_settings = {"max_new_tokens": 16, "do_sample": False, "schema": DIAGNOSIS_SCHEMA, "version": DIAGNOSE_VERSION}
-    counts = {"closed": 0, "describe": 0, "diagnose": 0, "embed": 0, "closed_batch1": 0, "image_sha": 0}
+    counts = {"closed": 0, "content_free": 0, "describe": 0, "diagnose": 0, "embed": 0, "closed_batch1": 0, "image_sha": 0}
     from harness.data.sources import synthetic_hash_key
 
     for task in tasks:  # the generated images' pixel hashes, as a filled store holds them
@@ -121,13 +123,20 @@ def prefill(cache, models_file, n_per_class: int, models: list[str], task_keys: 
                                      "image_id": item.image_id, "variant": f"{prompt.key}/{template.key}",
                                      "text": f'{{"answer": "{answer}"}}'})
 
+            # image_reliance: the content-free stand-ins (one size here, so one key per prompt); a
+            # model that looks and reads a uniform image as "negative"
+            for item in content_free_items(items[task.key], mean_colour(items[task.key])):
+                for variant in variants:
+                    rows.append({"key": closed_form_key(identity, variant.render(task), item, max_new), "stage": "closed",
+                                 "model": name, "task": task.key, "image_id": item.image_id, "variant": variant.key,
+                                 "text": closed_answer(variant, "negative", True), "truncated": False})
             for item in probe_items[task.key]:
                 signal = (1.0 if item.label == "positive" else -1.0) * 2.0 * (acc - 0.45)
                 vec = rng.normal(size=32).astype(np.float32)
                 vec[:4] += signal
                 vectors.append((embedding_key(identity, item, emb["layer"], emb["pooling"], emb["features"]), name, item.image_id, vec))
-            for row in rows:
-                counts[row["stage"]] += 1
+            for row in rows:  # the stand-ins' cells apart (equal keys: stored once)
+                counts["content_free" if row["image_id"].endswith("#content-free") else row["stage"]] += 1
             store.put_many(rows)
             counts["embed"] += store.put_vectors(vectors)
         grids = [(t, items[t.key], variants) for t in tasks]

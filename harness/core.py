@@ -23,6 +23,7 @@ FINDINGS: tuple[str, ...] = (
     "prompt_sensitivity",
     "description_recovery",
     "embedding_separability",
+    "image_reliance",  # not one of the study's findings: does the answer depend on the image at all?
     "regression",  # not one of the study's findings: a new version against the one it replaces
 )
 PERTURBATION_FAMILIES: tuple[str, ...] = ("option_order", "answer_format", "polarity", "clinical_hint")
@@ -251,6 +252,9 @@ class Thresholds:
                                  "max_flip_rate": 0.10, "max_hint_harm": 0.05}
     )
     description_recovery: dict = field(default_factory=lambda: {"max_latent_gap": 0.10})
+    image_reliance: dict = field(
+        default_factory=lambda: {"max_unchanged_without_image": 0.90, "max_blind_margin": 0.05, "variants": "all"}
+    )
     embedding_separability: dict = field(
         default_factory=lambda: {
             "min_probe_auroc": 0.75,

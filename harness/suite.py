@@ -52,6 +52,8 @@ class Suite:
         self._explicit_items = None
         if self.registry is not None and self.tasks is not None:
             self._explicit_items = self._load(problems, self._load_explicit_data)
+        if self.registry is not None and self.thresholds is not None:
+            problems.extend(self._blank_variant_problems())
         if problems:
             raise ConfigError("medvlm-fragility configuration", problems)
         self.variants = list(self.registry.variants.values())
@@ -66,6 +68,32 @@ class Suite:
         # "<model>: <line>" for what endpoint backends noticed about their servers (e.g. a
         # server that ignored response_format), gathered when each backend is closed
         self.endpoint_notes: set[str] = set()
+
+    def _blank_variant_problems(self) -> list[str]:
+        from .config.schema import did_you_mean
+
+        wanted = self.thresholds.image_reliance["variants"]
+        if wanted == "all":
+            return []
+        known = list(self.registry.variants)
+        return [f"thresholds [image_reliance] variants: {name!r} is not a prompt variant{did_you_mean(name, known)}"
+                for name in wanted if name not in self.registry.variants]
+
+    @property
+    def blank_variants(self) -> list:
+        """The variants asked with the content-free images ([image_reliance] variants; default all)."""
+        wanted = self.thresholds.image_reliance["variants"]
+        return list(self.variants) if wanted == "all" else [v for v in self.variants if v.key in wanted]
+
+    def content_free_colour(self, task: TaskSpec) -> tuple[int, int, int]:
+        """The stand-ins' colour: the mean of the first look's images, computed once per task, so
+        every look asks about the same stand-ins (a later look's are new images, not new colours)."""
+        cache = self.__dict__.setdefault("_content_free_colours", {})
+        if task.key not in cache:
+            from .data.content_free import mean_colour
+
+            cache[task.key] = mean_colour(self.items(task))
+        return cache[task.key]
 
     @staticmethod
     def _load(problems: list[str], loader):
@@ -219,6 +247,10 @@ class Suite:
     def description_table(self, model: str, task: str, factory: Callable, n: Optional[int] = None) -> pd.DataFrame:
         return self._result("describe", model, task, factory, n)
 
+    def blank_table(self, model: str, task: str, factory: Callable, n: Optional[int] = None) -> pd.DataFrame:
+        """The closed-form answers about the content-free stand-ins of one subject's images."""
+        return self._result("blank", model, task, factory, n)
+
     def embeddings(self, model: str, task: str, factory: Callable, n: Optional[int] = None):
         return self._result("embed", model, task, factory, n)
 
@@ -229,5 +261,5 @@ class Suite:
         return max(found, key=lambda kv: kv[0])[1] if found else None
 
     def all_tables(self) -> list[pd.DataFrame]:
-        cells = {(m, t) for (stage, m, t, _) in self.results if stage == "closed"}
-        return [self.latest("closed", m, t) for m, t in sorted(cells)]
+        cells = {(stage, m, t) for (stage, m, t, _) in self.results if stage in ("closed", "blank")}
+        return [self.latest(stage, m, t) for stage, m, t in sorted(cells, key=lambda c: (c[1], c[2], c[0] != "closed"))]

@@ -66,6 +66,7 @@ class Verdict:
     details: dict = field(default_factory=dict)
     strict: bool = False  # "ge" only: the lower bound must exceed the threshold
     note: str = ""  # how the verdict was reached, e.g. its look in a sequential design (said in the message)
+    warning: str = ""  # what makes the verdict doubtful, e.g. answers above chance without the image (in the message)
 
     @property
     def bound(self) -> float:
@@ -118,7 +119,7 @@ class Verdict:
         relation = (">" if self.strict else "≥") if self.direction == "ge" else "≤"
         text = (
             f"[{self.finding}] {self.label}: {self.description} — {self.metric} = {_fmt(self.value)}, "
-            f"one-sided {self.confidence:.0%} {side} bound {_fmt(self.bound)} "
+            f"one-sided {self.confidence * 100:.4g}% {side} bound {_fmt(self.bound)} "
             f"(needs {relation} {_fmt(self.threshold)}), {other_side} bound {_fmt(self.other_bound)}, "
             f"n = {self.n_images} images"
         )
@@ -130,6 +131,8 @@ class Verdict:
                 text += f"; about {self.images_needed_per_class} images per class would likely decide it"
         if self.note:
             text += f" [{self.note}]"
+        if self.warning:
+            text += f" WARNING: {self.warning}"
         return text
 
     def record(self) -> dict:
@@ -148,6 +151,7 @@ class Verdict:
             "inconclusive": self.inconclusive,
             "images_needed": self.images_needed_per_class,
             "details": self.details,
+            "warning": self.warning or None,
         }
 
 

@@ -18,7 +18,8 @@ from typing import Callable
 import numpy as np
 
 from ..core import PromptVariant, Thresholds
-from ..findings import description_recovery, embedding_separability, finetune_gain, near_random, prompt_sensitivity
+from ..findings import (description_recovery, embedding_separability, finetune_gain, image_reliance, near_random,
+                        prompt_sensitivity)
 from ..stats.swing import expected_range
 from . import subjects as sim
 
@@ -190,6 +191,29 @@ def description_case(kind: str, gap: float, vqa_ba: float = 0.70) -> Case:
     return Case("description_gap", kind, gap, draw, lambda x, th: description_recovery.evaluate(x[0], x[1], th))
 
 
+# -- image_reliance ------------------------------------------------------------------------
+def unchanged_case(kind: str, unchanged: float) -> Case:
+    """A subject whose answers stay the same without the image on an `unchanged` share of cells."""
+    def draw(rng, n, thresholds):
+        spec = sim.GridSpec(np.full(K, _accuracy_for_ba(0.78)), np.full(K, REFUSAL), REDRAW)
+        real = sim.closed_grid(rng, n, spec, VARIANTS)
+        return real, sim.content_free_grid(rng, real, unchanged)
+
+    return Case("unchanged_without_image", kind, unchanged, draw,
+                lambda x, th: image_reliance.answers_depend_on_image(x[0], x[1], th))
+
+
+def blind_case(kind: str, ba: float, varying: float) -> Case:
+    """Answers about content-free images with balanced accuracy `ba`; `varying`: the share of
+    images whose answers are their own (the rest take the prompt's default answer)."""
+    def draw(rng, n, thresholds):
+        spec = sim.GridSpec(np.full(K, _accuracy_for_ba(0.78)), np.full(K, REFUSAL), REDRAW)
+        real = sim.closed_grid(rng, n, spec, VARIANTS)
+        return real, sim.blind_grid(rng, n, ba, varying, VARIANTS, REFUSAL)
+
+    return Case("blind_accuracy", kind, ba, draw, lambda x, th: image_reliance.no_answer_without_image(x[0], x[1], th))
+
+
 def probe_case(kind: str, auroc: float) -> Case:
     def draw(rng, n, thresholds):
         per_class = int(thresholds.embedding_separability["images_per_class"])
@@ -240,6 +264,9 @@ def closed_cases() -> list[Case]:
                   flip_case(family, "fragile", 0.20)]
     cases += [hint_case("threshold", -0.05), hint_case("robust", 0.0), hint_case("fragile", -0.15),
               description_case("threshold", 0.10), description_case("robust", 0.0), description_case("fragile", 0.20)]
+    cases += [unchanged_case("threshold", 0.90), unchanged_case("robust", 0.70), unchanged_case("fragile", 0.98),
+              blind_case("threshold", 0.55, 1.0), blind_case("robust", 0.5 * (1 - REFUSAL), 0.2),
+              blind_case("fragile", 0.65, 1.0)]
     return cases
 
 

@@ -139,3 +139,46 @@ def embeddings(rng: np.random.Generator, n_per_class: int, auroc: float, dim: in
     latent[is_pos] += shift
     X = latent @ mixing.T + rng.standard_normal((n, dim)) * np.sqrt(noise)
     return X, is_pos, ids
+
+
+def content_free_grid(rng: np.random.Generator, real: Grid, unchanged: float, concentration: float = 2.0) -> Grid:
+    """The answers about content-free stand-ins of `real`'s images, keeping a `unchanged` share.
+
+    Each image has its own propensity to change ~ Beta(mean 1 − unchanged, `concentration`):
+    a stand-in that reads as "normal" changes the answers about an abnormal image under
+    most prompts (correlated within the image). A changed answer is the other label (a
+    refusal becomes a random label), so the true unchanged share is `unchanged`.
+    """
+    n, k = real.outcome.shape
+    change = 1.0 - unchanged
+    a, b = change * concentration, unchanged * concentration
+    propensity = rng.beta(a, b, n) if 0.0 < change < 1.0 else np.full(n, change)
+    changed = rng.random((n, k)) < propensity[:, None]
+    other = np.where(real.outcome == "positive", "negative", "positive")
+    refused = real.outcome == "refused"
+    other[refused] = np.where(rng.random(int(refused.sum())) < 0.5, "positive", "negative")
+    outcome = np.where(changed, other, real.outcome).astype(object)
+    return Grid([f"{i}#content-free" for i in real.image_ids], list(real.variants), real.is_pos, outcome)
+
+
+def blind_grid(rng: np.random.Generator, n_per_class: int, ba: float, varying: float, variants: list[str],
+               refusal: float, redraw: float = 0.05) -> Grid:
+    """Answers about content-free images with true balanced accuracy `ba` (a refusal wrong).
+
+    A `varying` share of the images get answers of their own (correct, against the real
+    image's class, with the accuracy that makes the balanced accuracy `ba`; correlated
+    within the image as closed_grid's); the others get the prompt's default answer
+    (positive under even prompts, negative under odd ones), the same for every image:
+    balanced accuracy 0.5 on them. Refusals fall at random with probability `refusal`.
+    """
+    ids, is_pos = image_ids(n_per_class)
+    n, k = len(ids), len(variants)
+    p = (ba / (1.0 - refusal) - (1.0 - varying) * 0.5) / varying if varying else 0.5
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"balanced accuracy {ba} cannot come from a varying share of {varying}")
+    correct = correctness(rng, rng.random(n), np.full(k, p), redraw)
+    own = outcomes(is_pos, correct, np.zeros((n, k), bool))
+    default = np.where(np.arange(k) % 2 == 0, "positive", "negative")[None, :].repeat(n, axis=0)
+    outcome = np.where((rng.random(n) < varying)[:, None], own, default).astype(object)
+    outcome[rng.random((n, k)) < refusal] = "refused"
+    return Grid([f"{i}#content-free" for i in ids], list(variants), is_pos, outcome)

@@ -1,7 +1,7 @@
 """Whole runs of the gate, simulated: how often a good model passes every test, and how
 often a model fragile on one test fails the run (issue 18).
 
-A gate is judged by the run, not by one test: eleven tests per task over four tasks. Each
+A gate is judged by the run, not by one test: thirteen tests per task over four tasks. Each
 simulated run has, for every task and test, its own simulated subject (the per-test
 table's robust subjects, harness/calibration/cases.py), judged through the run's design
 (the looks of harness.stats.sequential, each look's confidence, a verdict decided at a
@@ -70,7 +70,7 @@ def _rng(*parts) -> np.random.Generator:
 
 
 def test_names() -> list[str]:
-    """The eleven tests of one task, in the per-test table's order."""
+    """The tests of one task (thirteen), in the per-test table's order."""
     names = list(dict.fromkeys(c.test for c in C.closed_cases()))
     return names + ["probe_auroc", "reasoning_gap"]
 
@@ -132,7 +132,7 @@ class WholeRunResult:
     mean_images_per_class: tuple[float, float]
     per_test: dict[str, dict] = field(default_factory=dict)
     seconds: float = 0.0
-    task_robust_pass: tuple[float, float] = (math.nan, math.nan)  # one task's eleven tests
+    task_robust_pass: tuple[float, float] = (math.nan, math.nan)  # one task's tests
 
     @property
     def worst_fragile(self) -> tuple[str, tuple[float, float]]:

@@ -37,6 +37,7 @@ class Param:
     hi_open: bool = False
     choices: tuple[str, ...] = ()
     doc: str = ""
+    names: bool = False  # "all" or a non-empty list of names (checked against the registry by the suite)
 
     @property
     def kind(self) -> type:
@@ -91,6 +92,14 @@ SCHEMA: dict[str, dict[str, Param]] = {
     "description_recovery": {
         "max_latent_gap": Param(0.10, 0.0, 1.0, doc="BA(descriptions) - BA(direct answers)"),
     },
+    "image_reliance": {
+        "max_unchanged_without_image": Param(0.90, 0.0, 1.0, doc="share of answers that stay the same when a "
+                                                                 "content-free image replaces the real one, " + _UNIT),
+        "max_blind_margin": Param(0.05, 0.0, 0.5, doc="balanced accuracy above chance (0.5) that answers about "
+                                                      "content-free images may reach"),
+        "variants": Param("all", names=True, doc="prompt variants (keys in the prompts file) asked with the content-free images; "
+                                  "\"all\" or a list"),
+    },
     "embedding_separability": {
         "min_probe_auroc": Param(0.75, 0.5, 1.0, doc="probe AUROC lower bound"),
         "max_reasoning_gap": Param(0.10, 0.0, 1.0, doc="probe BA - answer BA"),
@@ -134,6 +143,14 @@ def _check_value(dotted: str, value: Any, param: Param) -> tuple[Any, Optional[s
     accepted where a float is expected and converted.
     """
     kind = param.kind
+    if param.names and value != param.default:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return None, f"{dotted}: expected \"all\" or a list of names, got {type_name(value)} {value!r}"
+        if not value:
+            return None, f"{dotted}: an empty list asks nothing; name at least one, or delete the key for all"
+        if len(set(value)) < len(value):
+            return None, f"{dotted}: {value!r} names one entry twice"
+        return list(value), None
     if isinstance(value, bool) or not (isinstance(value, kind) or (kind is float and isinstance(value, int))):
         want = {float: "a number", int: "an integer", str: "a string"}[kind]
         return None, f"{dotted}: expected {want}, got {type_name(value)} {value!r}"

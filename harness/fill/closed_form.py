@@ -135,13 +135,32 @@ def _unread(answer: tuple, variant: PromptVariant, task: TaskSpec, parse) -> boo
 def _answers(handle, task, keyed, store, stats, max_new_tokens, chunk_size, progress) -> tuple[dict, set]:
     """Stored answers of `keyed` cells, the missing ones generated; also the cells cut off."""
     stored = store.get_answers([c[3] for c in keyed])
-    stats.cached += len(stored)
+    stats.cached += sum(1 for c in keyed if c[3] in stored)
     results = {(c[0].image_id, c[1].key): ("text", stored[c[3]][0]) for c in keyed if c[3] in stored}
     # an unknown flag (an answer stored before schema 2) may be a cut-off answer
     cut = {(c[0].image_id, c[1].key) for c in keyed if c[3] in stored and stored[c[3]][1] is not False}
     missing = [c for c in keyed if c[3] not in stored]
-    if missing:
-        _generate_missing(handle, task, missing, store, results, cut, stats, max_new_tokens, chunk_size, progress)
+    # Cells with one key are one request (the same pixels, prompt and settings: e.g. the
+    # content-free stand-ins of images of one size): asked once, the answer shared, as a
+    # warm run would read it from the store.
+    first: dict = {}
+    for cell in missing:
+        first.setdefault(cell[3], cell)
+    if first:
+        _generate_missing(handle, task, list(first.values()), store, results, cut, stats, max_new_tokens, chunk_size,
+                          progress)
+    for cell in missing:
+        source = first[cell[3]]
+        if source is cell:
+            continue
+        cell_id, source_id = (cell[0].image_id, cell[1].key), (source[0].image_id, source[1].key)
+        results[cell_id] = results[source_id]
+        if source_id in cut:
+            cut.add(cell_id)
+        if results[cell_id][0] == "error":
+            stats.errors += 1
+        else:
+            stats.cached += 1
     return results, cut
 
 

@@ -1,7 +1,9 @@
 """The fill phase: every stage a selected test needs, for every subject, before any test asserts.
 
-Stages: "closed" (closed-form answers, plus the optional judge), "describe" (descriptions
-and the diagnoser's answers) and "embed" (vision-encoder vectors). Each model is loaded
+Stages: "closed" (closed-form answers, plus the optional judge), "blank" (the same
+closed-form prompts, or the `[image_reliance] variants` subset, asked with content-free
+stand-ins of the images: harness/data/content_free.py), "describe" (descriptions and the
+diagnoser's answers) and "embed" (vision-encoder vectors). Each model is loaded
 at most once per run, and only if some answer is missing from the store. A failure is
 kept per (stage, model, task) and re-raised by the test that needs it, so one broken
 model never stops the others.
@@ -10,6 +12,7 @@ model never stops the others.
 from __future__ import annotations
 
 from ..backends.identity import model_identity
+from ..data.content_free import SUFFIX, content_free_items
 from .batch_invariance import check_model as check_batch_invariance
 from ..core import HarnessError, NotApplicable
 from .describe import description_table, fill_descriptions, fill_diagnoses
@@ -17,7 +20,7 @@ from .embed import fill_embeddings
 from ..parsing import parse_answer
 from .closed_form import BackendHandle, build_table, fill_closed_form, judge_unclassified, unclassified_cells
 
-STAGE_ORDER = ("closed", "describe", "embed")
+STAGE_ORDER = ("closed", "blank", "describe", "embed")
 
 
 def merge_stats(earlier, later):
@@ -80,7 +83,9 @@ class Filler:
         try:
             task = self.suite.task(task_key)
             items = self.suite.probe_items(task, self.n) if stage == "embed" else self.suite.items(task, self.n)
-            runner = {"closed": self._closed, "describe": self._describe, "embed": self._embed}[stage]
+            if stage == "blank":
+                items = content_free_items(items, self.suite.content_free_colour(task))
+            runner = {"closed": self._closed, "blank": self._blank, "describe": self._describe, "embed": self._embed}[stage]
             self.suite.results[key] = runner(handle, identity, task, items)
         except (HarnessError, NotApplicable) as exc:
             self.suite.failures[key] = exc
@@ -101,25 +106,37 @@ class Filler:
         return self.helpers[role]
 
     # -- stages ---------------------------------------------------------------------------
-    def _closed(self, handle, identity, task, items):
+    def _blank(self, handle, identity, task, items):
+        """The closed-form stage on the content-free stand-ins, with the variants the
+        `[image_reliance]` section asks for; its counts are kept apart (`<task>#content-free`)."""
+        progress, self.progress = self.progress, None
+        if progress is not None:  # the display names the pass: "model × task (content-free images)"
+            self.progress = lambda label, done, total: progress(f"{label} (content-free images)", done, total)
+        try:
+            return self._closed(handle, identity, task, items, self.suite.blank_variants, stats_key=task.key + SUFFIX)
+        finally:
+            self.progress = progress
+
+    def _closed(self, handle, identity, task, items, variants=None, stats_key=None):
         suite = self.suite
+        variants = suite.variants if variants is None else variants
+        stats_key = (handle.spec.name, stats_key or task.key)
         gen = suite.thresholds.generation
         max_new = handle.spec.max_new_tokens or gen["max_new_tokens"]
         results, stats = fill_closed_form(
-            handle, identity, task, items, suite.variants, suite.store,
+            handle, identity, task, items, variants, suite.store,
             max_new_tokens=max_new,
             reask_budgets=(gen["reask_max_new_tokens"], gen["last_reask_max_new_tokens"]) if handle.spec.reask else (),
             parse=parse_answer, chunk_size=max(gen["batch_size"] * 4, 16), progress=self.progress,
         )
-        suite.fill_stats[(handle.spec.name, task.key)] = merge_stats(suite.fill_stats.get((handle.spec.name, task.key)),
-                                                                     stats)
+        suite.fill_stats[stats_key] = merge_stats(suite.fill_stats.get(stats_key), stats)
         judged = None
         if suite.settings.judge:
-            cells = unclassified_cells(results, suite.variants, task, parse_answer)
+            cells = unclassified_cells(results, variants, task, parse_answer)
             if cells:
                 judge, judge_identity = self._helper("judge", suite.settings.judge)
                 judged = judge_unclassified(judge, judge_identity, task, cells, suite.store)
-        return build_table(handle.spec.name, task, items, suite.variants, results, parse_answer, judged,
+        return build_table(handle.spec.name, task, items, variants, results, parse_answer, judged,
                            truncation=stats.truncation)
 
     def _describe(self, handle, identity, task, items):

@@ -17,8 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..core import HarnessError, NotApplicable
 from ..verdict import Verdict
-from . import description_recovery, embedding_separability, finetune_gain, near_random, prompt_sensitivity, regression
+from . import (description_recovery, embedding_separability, finetune_gain, image_reliance, near_random,
+               prompt_sensitivity, regression)
 from .subject import Subject
 
 
@@ -60,6 +62,21 @@ def no_regression(s: Subject, metric: str) -> Verdict:
     return regression.evaluate(s.grid, s.previous_grid(), s.variants, metric, s.thresholds)
 
 
+def answers_depend_on_image(s: Subject) -> Verdict:
+    return image_reliance.answers_depend_on_image(s.grid, s.blank_grid(), s.thresholds)
+
+
+def no_answer_without_image(s: Subject) -> Verdict:
+    return image_reliance.no_answer_without_image(s.grid, s.blank_grid(), s.thresholds)
+
+
+# Checks whose verdicts rest on the accuracy of the answers: when the answers about
+# content-free images are shown (or not ruled out) to be above chance, the class may come
+# from the prompt or a text prior and not from the image, and these verdicts say so.
+ACCURACY_CHECKS = frozenset({above_chance, finetuning_gain, accuracy_swing, no_suppressed_knowledge,
+                             answers_use_encoder_signal, no_regression})
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     """What the fill phase must know of a test's check: the function, the stages it reads
@@ -82,6 +99,8 @@ BY_TEST: dict[str, CheckSpec] = {
     "test_encoder_separates_classes": CheckSpec(encoder_separates_classes, frozenset({"embed"})),
     "test_answers_use_encoder_signal": CheckSpec(answers_use_encoder_signal, frozenset({"closed", "embed"})),
     "test_no_regression": CheckSpec(no_regression, frozenset({"closed"}), "previous"),
+    "test_answers_depend_on_image": CheckSpec(answers_depend_on_image, frozenset({"closed", "blank"})),
+    "test_no_answer_without_image": CheckSpec(no_answer_without_image, frozenset({"closed", "blank"})),
 }
 
 
@@ -116,7 +135,31 @@ def judge(subject: Subject, check: Callable, **params) -> Verdict:
     if design.sequential:
         verdict.details["looks"] = history
         verdict.note = _note(history, len(design.looks), stop if verdict.label == "inconclusive" else None)
+    if check in ACCURACY_CHECKS and params.get("metric", "balanced_accuracy") == "balanced_accuracy":
+        verdict.warning = blind_warning(subject)
     return verdict
+
+
+def blind_warning(subject: Subject) -> str:
+    """For an accuracy verdict: a warning when the run asked about the subject's content-free
+    images and their answers are not shown to stay near chance (test_no_answer_without_image
+    not robust), "" otherwise. Reads the store only; computed once per subject and run."""
+    if not subject.has_blank():
+        return ""
+    memo = subject.suite.__dict__.setdefault("_blind_verdicts", {})
+    key = (subject.model.name, subject.task.key)
+    if key not in memo:
+        try:
+            memo[key] = judge(subject.at_look(0), no_answer_without_image)
+        except (NotApplicable, HarnessError):
+            memo[key] = None
+    blind = memo[key]
+    if blind is None or blind.label == "robust":
+        return ""
+    shown = "are shown to be above chance" if blind.label == "fragile" else "may be above chance (not ruled out)"
+    return (f"suspect: answers about content-free images (no image content, the same prompts) {shown} "
+            f"(balanced accuracy {blind.value:.3f}, upper bound {blind.ci_high:.3f}, limit {blind.threshold:.3f}); "
+            "the prompt or a text prior may give the class away (test_no_answer_without_image)")
 
 
 def _note(history: list[dict], looks: int, stop: str | None) -> str:

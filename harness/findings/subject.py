@@ -61,6 +61,17 @@ class Subject:
             raise NotApplicable(f"{self.model.name} names no previous version")
         return self._other(self.model.previous)
 
+    def blank_grid(self) -> Grid:
+        """The same prompts' answers about content-free stand-ins of this look's images."""
+        table = self.suite.blank_table(self.model.name, self.task.key, self.factory, n=self.n_per_class)
+        return checked_grid(self.model.name, self.task.key, table, self.suite)
+
+    def has_blank(self) -> bool:
+        """Did the run ask about this subject's content-free stand-ins (at its first look)?
+        Read without filling: a note on an accuracy verdict must never make a model call."""
+        first = self.suite.design.looks[0]
+        return ("blank", self.model.name, self.task.key, first) in self.suite.results
+
     def description_grid(self) -> Grid:
         table = self.suite.description_table(self.model.name, self.task.key, self.factory, n=self.n_per_class)
         return checked_grid(self.model.name, self.task.key, table, self.suite)

@@ -59,3 +59,24 @@ def endpoint_notes(suite, records: list[dict]) -> list[str]:
     for r in records:
         found.update(r.get("endpoint_notes") or ())
     return sorted(found)
+
+
+def blind_notes(records: list[dict]) -> list[str]:
+    """One line per subject whose answers about content-free images are not shown to stay
+    near chance (test_no_answer_without_image not robust): its accuracy verdicts are suspect.
+    Registry names and numbers only (nothing a model wrote)."""
+    lines = []
+    for r in sorted(records, key=lambda r: (str(r.get("model")), str(r.get("task")))):
+        if r.get("finding") != "image_reliance" or not str(r.get("test", "")).split("[")[0].endswith(
+                "test_no_answer_without_image") or r.get("label") not in ("fragile", "inconclusive"):
+            continue
+        shown = "are above chance (shown)" if r["label"] == "fragile" else "may be above chance (not ruled out)"
+        lines.append(f"{r.get('model')} × {r.get('task')}: answers about content-free images {shown} "
+                     f"(balanced accuracy {_num(r.get('value'))}, upper bound {_num(r.get('ci_high'))}, limit "
+                     f"{_num(r.get('threshold'))}); the prompt or a text prior may give the class away, so this "
+                     "subject's accuracy verdicts are suspect")
+    return lines
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{float(x):.3f}"

@@ -13,12 +13,13 @@ import time
 
 import pytest
 
+from ..data.content_free import SUFFIX as CONTENT_FREE
 from ..baseline import identity_notes, load_baseline, update_baseline
 from ..core import ConfigError
 from ..fill.adaptive import fill_looks
 from ..findings.checks import BY_TEST
 from ..results import answer_counts, merge_response_parts, write_responses
-from .collected import batch_invariance_by_model, endpoint_notes, fill_counts, subject_evidence
+from .collected import batch_invariance_by_model, blind_notes, endpoint_notes, fill_counts, subject_evidence
 from .outputs import write_run_outputs
 from ..verdict import FragilityFound
 from .fixtures import backend_factory
@@ -56,6 +57,7 @@ FINDING_STAGES = {
     "regression": {"closed"},
     "description_recovery": {"closed", "describe"},
     "embedding_separability": {"closed", "embed"},
+    "image_reliance": {"closed", "blank"},
 }
 
 
@@ -283,10 +285,10 @@ class EvidencePlugin:
         record.update(subject_evidence(self.suite, record["finding"], model, task, self._with_plots()))
         stats = self.suite.fill_stats.get((model, task))
         counts = {}  # for the controller's terminal line under xdist: this subject's fills and its base's
-        for name in (model, record["base_model"]):
-            filled = self.suite.fill_stats.get((name, task))
+        for name, key in [(m, k) for m in (model, record["base_model"]) for k in (task, task + CONTENT_FREE)]:
+            filled = self.suite.fill_stats.get((name, key))  # the real images' answers, then the stand-ins'
             if filled is not None:
-                counts[f"{name}\t{task}"] = {"cached": filled.cached, "generated": filled.generated, "errors": filled.errors}
+                counts[f"{name}\t{key}"] = {"cached": filled.cached, "generated": filled.generated, "errors": filled.errors}
         if counts:
             record["fill_counts"] = counts
         memo = self.suite.__dict__.setdefault("_answer_counts", {})
@@ -326,6 +328,8 @@ class EvidencePlugin:
         checks = batch_invariance_by_model(self.suite, list(self.records.values()))
         for line in endpoint_notes(self.suite, list(self.records.values())):
             terminalreporter.write_line(f"medvlm: endpoint: {line}")
+        for line in blind_notes(list(self.records.values())):
+            terminalreporter.write_line(f"medvlm: {line}")
         if checks:
             changed = sum(c["changed"] for c in checks.values())
             checked = sum(c["checked"] for c in checks.values())
@@ -348,8 +352,9 @@ class EvidencePlugin:
         if _is_worker(session.config):
             return
         if self.records:
-            self.outputs = write_run_outputs(self.suite, list(self.records.values()),
-                                             report=session.config.getoption("htmlpath", None), notes=self.run_notes)
+            records = list(self.records.values())
+            self.outputs = write_run_outputs(self.suite, records, report=session.config.getoption("htmlpath", None),
+                                             notes=self.run_notes + blind_notes(records))
         if settings.update_baseline and self.records:
             # a pass or a skip (not applicable) drops a recorded fragility; errors keep it
             ran = {t: (r if r["outcome"] == "failed" else None) for t, r in self.records.items()

@@ -378,6 +378,8 @@ def render_evidence(record: dict, images: dict[str, bytes] | None = None) -> str
     """
     title = f"{escape(record.get('finding', ''))} · {escape(record.get('metric', ''))}"
     parts = [f'<div class="mvf-evidence"><h3>{title}</h3>', _numbers_table(record)]
+    if record.get("warning"):  # e.g. answers above chance without the image: the verdict is suspect
+        parts.append(f'<p class="mvf-warning"><b>Warning:</b> {escape(record["warning"])}</p>')
     if record.get("reason"):
         parts.append(f'<div class="mvf-reason"><small>{escape(record["reason"])}</small></div>')
     details = record.get("details")

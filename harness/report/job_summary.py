@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Optional
 
-FINDINGS = ("near_random", "finetune_gain", "prompt_sensitivity", "description_recovery", "embedding_separability")
+from ..core import FINDINGS
 LABELS = (("robust", "✅"), ("fragile", "❌"), ("inconclusive", "❔"), ("not_applicable", "–"))
 
 

@@ -157,6 +157,9 @@ def test_missing_thresholds_file(tmp_path):
 
 
 def _valid_value(p: Param):
+    if p.names:  # "all" or a non-empty list of distinct names
+        return st.one_of(st.just(p.default), st.lists(st.text("abc_", min_size=1, max_size=6), min_size=1, max_size=4,
+                                                      unique=True))
     if p.choices:
         return st.sampled_from(p.choices)
     if isinstance(p.default, float):
@@ -169,7 +172,7 @@ def _valid_value(p: Param):
 def _toml(data: dict) -> str:
     """Minimal TOML writer for the thresholds schema (scalars and one level of tables)."""
     def scalar(v):
-        return json.dumps(v) if isinstance(v, str) else repr(v)
+        return json.dumps(v) if isinstance(v, (str, list)) else repr(v)
 
     top = [f"{k} = {scalar(v)}" for k, v in data.items() if not isinstance(v, dict)]
     tables = [f"[{s}]\n" + "\n".join(f"{k} = {scalar(v)}" for k, v in t.items())
@@ -505,3 +508,14 @@ def test_select_defaults_order_and_unknown_names(registry):
 
 def test_fixtures_dir_is_the_repo_fixtures():
     assert FIXTURES_DIR == REPO / "fixtures"
+
+
+@pytest.mark.parametrize("value, problem", [
+    ([], "an empty list asks nothing"), (["a", "a"], "names one entry twice"), ("some", 'expected "all" or a list'),
+    ([1], 'expected "all" or a list'), (3, 'expected "all" or a list')])
+def test_a_list_of_names_is_all_or_distinct_names(tmp_path, value, problem):
+    text = "[image_reliance]\nvariants = " + json.dumps(value) + "\n"
+    with pytest.raises(ConfigError, match=problem):
+        load_thresholds(write(tmp_path, "v.toml", text))
+    assert load_thresholds(write(tmp_path, "ok.toml", '[image_reliance]\nvariants = ["a", "b"]\n')).image_reliance[
+        "variants"] == ["a", "b"]

@@ -1,12 +1,14 @@
-"""The image-reliance finding's inputs and estimands (issue 20, in progress).
+"""The image-reliance finding's inputs, estimands and verdicts (issue 20).
 
 - content-free stand-ins: the real image's size and label, one uniform colour (the mean of
   the images), their own id and pixel hash (hypothesis over sizes and colours);
 - their answers go through the real fill and a real SQLite store under their own keys, and
-  a warm run asks the model nothing;
+  a warm run asks the model nothing; identical requests (stand-ins of one size) are asked once;
 - `unchanged_share` and `blind_balanced_accuracy` against direct computation (and
   scikit-learn's balanced accuracy), and on SIMULATED subjects (named as such): one that
-  looks, one that ignores the image, one cued by its prompt.
+  looks, one that ignores the image, one cued by the image's size (which a stand-in keeps);
+- the two verdicts: the one that looks passes both, the one that ignores the image fails
+  the first, the cued one fails the second; a `variants` subset is judged on its variants.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from PIL import Image
 from sklearn.metrics import balanced_accuracy_score
 
 from harness.config.registry import load_registry
-from harness.core import HarnessError, ImageItem
+from harness.core import GenerationResult, HarnessError, ImageItem, NotApplicable, Thresholds
 from harness.data.content_free import SUFFIX, content_free_items, mean_colour, real_image_id
 from harness.data.images import pixel_sha256
 from harness.data.sources import load_synthetic
 from harness.fill.closed_form import BackendHandle, build_table, fill_closed_form
 from harness.findings.grid import Grid, grid_from_table, weights_for
-from harness.findings.image_reliance import aligned, blind_balanced_accuracy, unchanged_share
+from harness.findings.image_reliance import (aligned, answers_depend_on_image, blind_balanced_accuracy,
+                                             no_answer_without_image, unchanged_share)
 from harness.parsing import parse_answer
 from harness.store import ResponseStore
 
@@ -74,16 +77,32 @@ class IgnoresTheImage(RobustSubject):
         return "positive" if "tumor" in prompt else "negative"
 
 
-class CuedByThePrompt(RobustSubject):
-    """SIMULATED: the class leaks to it through the request (here, the image id), whatever
-    the pixels: it is right with or without the image."""
+class CuedBySize(RobustSubject):
+    """SIMULATED: the class reaches it through something the stand-in keeps, the image's size
+    (a data set whose classes were scanned at different sizes), whatever the pixels: it is
+    right with or without the image. (A prompt is the same for every image of a task, so
+    alone it cannot tell the classes apart; the simulated cues of the calibration study
+    stand for any cue.)"""
 
     def _reply(self, request, images):
-        self._cue = "positive" if "positive" in (request.image_key or "") else "negative"
+        self._cue = "positive" if images[request.image_key].size[0] == 8 else "negative"
         return super()._reply(request, images)
 
     def perceive(self, image, prompt, label):
         return self._cue
+
+
+def bright_and_dark(n_per_class: int) -> list[ImageItem]:
+    """Bright (positive, 8 px wide) and dark (negative, 9 px wide) images, each with one
+    distinct pixel: what the simulated subjects can read (mean brightness above 127 is
+    positive), and a size that gives the class away to CuedBySize."""
+    items = []
+    for i in range(n_per_class):
+        for label, value, width in (("positive", 230, 8), ("negative", 25, 9)):
+            arr = np.full((8, width, 3), value, dtype=np.uint8)
+            arr.flat[i % arr.size] = (value + 1 + i) % 256
+            items.append(ImageItem(f"{label}-{i:03d}", TASK.key, label, "generated", lambda a=arr: Image.fromarray(a)))
+    return items
 
 
 def _tables(subject, tmp_path, items):
@@ -101,7 +120,8 @@ def _tables(subject, tmp_path, items):
 def test_stand_ins_are_answered_through_the_store_under_their_own_keys(tmp_path):
     items = load_synthetic(TASK, 4, 3)
     (real, blank), store, handle, blanks = _tables(RobustSubject("looks"), tmp_path, items)
-    assert handle.calls == 2 * len(items) * len(VARIANTS)  # the stand-ins are new answers, not the real ones
+    # the stand-ins are new answers, not the real ones; of one size (these images), one request per prompt
+    assert handle.calls == len(items) * len(VARIANTS) + len(VARIANTS)
     assert blank.image_ids == sorted(b.image_id for b in blanks)
     warm = RobustSubject("looks")
     (real2, blank2), _, handle2, _ = _tables(warm, tmp_path, items)
@@ -109,8 +129,37 @@ def test_stand_ins_are_answered_through_the_store_under_their_own_keys(tmp_path)
     assert (real2.outcome == real.outcome).all() and (blank2.outcome == blank.outcome).all()
 
 
+def test_cells_with_one_key_are_one_request_and_share_its_answer_or_error(tmp_path):
+    """The same pixels, prompt and settings are one store key: asked once in a cold run (as a
+    warm run reads it once), the answer shared; counted as read, not generated."""
+    image = Image.new("RGB", (5, 4), (9, 9, 9))
+    twins = [ImageItem(f"twin-{i}", TASK.key, label, "generated", lambda: image)
+             for i, label in enumerate(["positive", "negative", "positive"])]
+    subject = RobustSubject("twins")
+    handle = BackendHandle(spec=subject.spec, factory=lambda spec: subject)
+    store = ResponseStore(tmp_path / "twins.sqlite")
+    identity = {"backend": "simulated", "model": "twins"}
+    results, stats = fill_closed_form(handle, identity, TASK, twins, VARIANTS, store, max_new_tokens=8)
+    assert handle.calls == len(VARIANTS) and stats.generated == len(VARIANTS)
+    assert stats.cached == 2 * len(VARIANTS) and stats.requested == 3 * len(VARIANTS)
+    for variant in VARIANTS:
+        assert len({results[(t.image_id, variant.key)] for t in twins}) == 1
+    warm, warm_stats = fill_closed_form(handle, identity, TASK, twins, VARIANTS, store, max_new_tokens=8)
+    assert warm == results and handle.calls == len(VARIANTS) and warm_stats.cached == 3 * len(VARIANTS)
+
+    class Failing(RobustSubject):
+        def generate(self, requests, images):
+            return [GenerationResult(text="", error="HTTP 500") for _ in requests]
+
+    failing = Failing("failing")
+    handle = BackendHandle(spec=failing.spec, factory=lambda spec: failing)
+    results, stats = fill_closed_form(handle, {"model": "failing"}, TASK, twins, VARIANTS[:1], store, max_new_tokens=8)
+    assert handle.calls == 1 and stats.errors == 3 and stats.cached == 0  # the one error is every twin's
+    assert {results[(t.image_id, VARIANTS[0].key)] for t in twins} == {("error", "HTTP 500")}
+
+
 def test_a_subject_that_looks_changes_its_answers_one_that_ignores_the_image_does_not(tmp_path):
-    items = load_synthetic(TASK, 30, 5)
+    items = bright_and_dark(30)
     (real, blank), *_ = _tables(RobustSubject("looks"), tmp_path, items)
     weights = weights_for(real, 200, 0)
     looks = unchanged_share(real, blank, weights)
@@ -120,7 +169,7 @@ def test_a_subject_that_looks_changes_its_answers_one_that_ignores_the_image_doe
     # a uniform image reads as one class to it: the answers about the other class's images change
     assert looks[0] <= 0.9 and looks.max() < 1.0
     assert blind_balanced_accuracy(real, blank, weights)[0] == pytest.approx(0.5, abs=0.1)
-    (real_c, blank_c), *_ = _tables(CuedByThePrompt("cued"), tmp_path, items)
+    (real_c, blank_c), *_ = _tables(CuedBySize("cued"), tmp_path, items)
     assert blind_balanced_accuracy(real_c, blank_c, weights)[0] == 1.0  # right without the image: a leak
 
 
@@ -178,3 +227,42 @@ def test_a_missing_stand_in_or_prompt_is_an_error_cell_and_no_cell_answered_both
                                   np.ones((2, 3)))
     assert np.isnan(nothing).all()
     assert unchanged_share(real, blank, np.ones((1, 3)))[0] == pytest.approx(0.5)  # img001 changed, img002 did not
+
+
+def test_the_verdicts_fail_a_subject_that_ignores_the_image_or_is_cued_and_pass_one_that_looks(tmp_path):
+    thresholds = Thresholds(bootstrap_replicates=500)
+    items = bright_and_dark(100)  # the default first look; the simulated subjects read brightness
+    labels = {}
+    for subject in (RobustSubject("looks"), IgnoresTheImage("ignores"), CuedBySize("cued")):
+        (real, blank), *_ = _tables(subject, tmp_path, items)
+        depends = answers_depend_on_image(real, blank, thresholds)
+        blind = no_answer_without_image(real, blank, thresholds)
+        labels[subject.spec.name] = (depends.label, blind.label)
+        assert depends.direction == blind.direction == "le" and depends.finding == blind.finding == "image_reliance"
+        assert depends.threshold == 0.90 and blind.threshold == pytest.approx(0.55)
+        assert depends.details["cells_compared"] == real.n_images * len(VARIANTS)
+        assert [row["variant"] for row in depends.details["per_variant"]] == [v.key for v in VARIANTS]
+    assert labels["looks"] == ("robust", "robust")
+    assert labels["ignores"][0] == "fragile"  # every answer the same without the image
+    assert labels["cued"][1] == "fragile"  # right without the image: its size gives the class away
+
+
+def test_the_verdicts_read_the_variants_the_stand_ins_were_asked_with():
+    is_pos = [True, False] * 20
+    real = _grid(np.array([["positive", "negative", "refused"] if p else ["negative", "negative", "refused"]
+                           for p in is_pos]), is_pos)
+    blank = Grid([f"{i}{SUFFIX}" for i in real.image_ids], ["v2", "v0"], real.is_pos,
+                 np.array([["refused", "negative"]] * 40, dtype=object))
+    thresholds = Thresholds(bootstrap_replicates=200)
+    depends = answers_depend_on_image(real, blank, thresholds)
+    assert depends.details["n_variants"] == 2 and depends.details["cells_compared"] == 80
+    assert depends.value == pytest.approx(0.75)  # v2: 40 of 40 the same (refused twice); v0: 20 of 40
+    assert [r["variant"] for r in depends.details["per_variant"]] == ["v0", "v2"]
+    assert [r["value"] for r in depends.details["per_variant"]] == [0.5, 1.0]
+    assert depends.details["blank_refusal_rate"] == 0.5
+    blind = no_answer_without_image(real, blank, thresholds)
+    assert blind.value == pytest.approx(0.25)  # v0: always "negative" (0.5); v2: always refused (0)
+    assert blind.label == "robust" and blind.details["n_variants"] == 2
+    with pytest.raises(NotApplicable, match="no prompt variant"):
+        answers_depend_on_image(real, Grid(blank.image_ids, ["other"], blank.is_pos, blank.outcome[:, :1]),
+                                thresholds)

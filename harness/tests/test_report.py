@@ -212,6 +212,12 @@ def test_evidence_inconclusive_says_how_many_images():
     assert "more images would be needed" in html
 
 
+def test_evidence_shows_a_verdicts_warning_escaped_and_none_without_one():
+    html = render_evidence(rec(warning="suspect: answers <b>above</b> chance without the image"))
+    assert '<p class="mvf-warning"><b>Warning:</b> suspect: answers &lt;b&gt;above&lt;/b&gt; chance' in html
+    assert "mvf-warning" not in render_evidence(rec()) and "mvf-warning" not in render_evidence(rec(warning=None))
+
+
 def test_evidence_details_with_per_variant_table():
     details = {"cochran_q": 3.2, "cochran_p": 0.000012, "note": "ok",
                "per_variant": [

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness.core import NotApplicable, PERTURBATION_FAMILIES
-from harness.findings import checks, description_recovery, finetune_gain, near_random, prompt_sensitivity, regression
+from harness.findings import (checks, description_recovery, finetune_gain, image_reliance, near_random,
+                              prompt_sensitivity, regression)
 from harness.findings.subject import TooManyErrors, checked_grid, make_subject
 
 from .test_reliability_support import REPO, image_folder, served
@@ -112,6 +113,44 @@ def test_every_check_is_its_finding_on_the_subjects_data(suite, look):
     for check in (checks.encoder_separates_classes, checks.answers_use_encoder_signal):
         with pytest.raises(NotApplicable):
             check(s)
+    blank = s.blank_grid()
+    assert blank.image_ids == [f"{i}#content-free" for i in s.grid.image_ids]
+    same(checks.answers_depend_on_image(s), image_reliance.answers_depend_on_image(s.grid, blank, th))
+    same(checks.no_answer_without_image(s), image_reliance.no_answer_without_image(s.grid, blank, th))
+
+
+def test_an_accuracy_verdict_warns_only_when_the_run_asked_about_stand_ins_and_they_are_answered_above_chance(suite):
+    s = subject(suite)
+    assert not s.has_blank()
+    assert checks.judge(s, checks.above_chance).warning == ""  # nothing asked about stand-ins: nothing said
+    assert not s.has_blank()  # and nothing filled for it
+    s.blank_grid()
+    assert s.has_blank()
+    assert checks.judge(s, checks.above_chance).warning == ""  # the oracle looks: its stand-ins are at chance
+    blind = checks.judge(s, checks.no_answer_without_image)
+    assert blind.label == "robust" and blind.warning == ""
+    # the same subject, its stand-ins' answers replaced by the real ones (right without the image)
+    key = ("blank", "oracle", TASK, FIRST)
+    saved = suite.results[key]
+    cued = s.table.copy()
+    cued["image_id"] = cued["image_id"] + "#content-free"
+    suite.results[key] = cued
+    suite.__dict__.pop("_blind_verdicts", None)
+    try:
+        for check, params in ((checks.above_chance, {}), (checks.finetuning_gain, {}), (checks.accuracy_swing, {}),
+                              (checks.no_suppressed_knowledge, {}), (checks.no_regression, {"metric": "balanced_accuracy"})):
+            warning = checks.judge(s, check, **params).warning
+            assert warning.startswith("suspect: answers about content-free images (no image content, the same prompts) "
+                                      "are shown to be above chance (balanced accuracy 1.000, upper bound 1.000, "
+                                      "limit 0.550)"), (check, warning)
+        for check, params in ((checks.refusal_swing, {}), (checks.answer_invariance, {"perturbation": "polarity"}),
+                              (checks.no_regression, {"metric": "refusal_rate"}), (checks.no_answer_without_image, {})):
+            assert checks.judge(s, check, **params).warning == "", check
+        verdict = checks.judge(s, checks.above_chance)
+        assert "WARNING: suspect" in verdict.message() and verdict.record()["warning"] == verdict.warning
+    finally:
+        suite.results[key] = saved
+        suite.__dict__.pop("_blind_verdicts", None)
 
 
 def test_judging_over_the_looks_on_a_real_subject(suite):

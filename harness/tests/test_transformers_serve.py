@@ -130,7 +130,8 @@ def test_served_organism_gives_the_in_process_answers_and_verdicts(servers, fold
         f'base_model = "{BASE}"\n\n'
         f'[models.{SERVED_DIAGNOSER}]\nbackend = "openai"\nmodel = "{folders[DIAGNOSER]}"\n'
         f'base_url = "{servers.diagnoser.url}"\n')
-    no_embeddings = ("-k", "not embedding_separability")
+    # image_reliance left out too: its stand-ins are answers like any other (test_image_reliance_suite)
+    no_embeddings = ("-k", "not embedding_separability and not image_reliance")
     before = served_requests(servers.any), served_requests(servers.diagnoser)
     served = run_suite(tmp_path, "served", SERVED, f"--models-file={models_file}", f"--diagnoser={SERVED_DIAGNOSER}",
                        *no_embeddings)

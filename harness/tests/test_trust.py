@@ -80,7 +80,7 @@ def judge(pytester, tmp_path, backend, data_root, marks="near_random or prompt_s
 
 def test_a_robust_subject_passes_a_full_default_run(pytester, tmp_path, data_root):
     records = judge(pytester, tmp_path, RobustSubject(SUBJECT), data_root, "")
-    assert len(records) == 4 * (1 + 2 + 4 + 1 + 2)
+    assert len(records) == 4 * (1 + 2 + 4 + 1 + 2 + 2)
     applicable = {t: r for t, r in records.items() if r["finding"] != "embedding_separability"}
     failing = {t: (r["label"], r["value"], r["ci_low"], r["ci_high"]) for t, r in applicable.items()
                if r["label"] != "robust"}

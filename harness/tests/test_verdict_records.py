@@ -26,7 +26,7 @@ from harness.calibration.cases import FAMILY_PAIRS, VARIANTS, evenly_spread
 from harness.config.registry import load_registry
 from harness.core import PromptVariant, Thresholds
 from harness.findings import description_recovery, embedding_separability, finetune_gain, near_random
-from harness.findings import prompt_sensitivity
+from harness.findings import image_reliance, prompt_sensitivity
 
 GOLDEN = Path(__file__).parent / "golden" / "verdict_records.json"
 TH = Thresholds(bootstrap_replicates=300, embedding_separability={
@@ -94,6 +94,10 @@ def cases() -> dict:
         "encoder_separates": lambda: embedding_separability.encoder_separates(X, y, ids, TH),
         "encoder_weak": lambda: embedding_separability.encoder_separates(weak_X, weak_y, weak_ids, TH),
         "reasoning_gap": lambda: embedding_separability.answers_use_encoder(X, y, ids, vqa, TH),
+        "unchanged_without_image": lambda: image_reliance.answers_depend_on_image(
+            base, sim.content_free_grid(np.random.default_rng(18), base, 0.85), TH),
+        "blind_accuracy": lambda: image_reliance.no_answer_without_image(
+            base, _with_errors(sim.blind_grid(np.random.default_rng(19), 30, 0.6, 0.5, VARIANTS, 0.03), 20), TH),
     }
     for family in (*FAMILY_PAIRS, "clinical_hint"):
         made[f"invariance_{family}"] = (
