@@ -68,6 +68,9 @@ class Suite:
         # "<model>: <line>" for what endpoint backends noticed about their servers (e.g. a
         # server that ignored response_format), gathered when each backend is closed
         self.endpoint_notes: set[str] = set()
+        # model -> what its checkpoint preflight replaced, repaired or found changed (hf models;
+        # harness/backends/hf_preflight.py), for the report header and summary.md
+        self.checkpoint_notes: dict[str, list[str]] = {}
 
     def _blank_variant_problems(self) -> list[str]:
         from .config.schema import did_you_mean

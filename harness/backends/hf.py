@@ -115,6 +115,11 @@ class HFBackend(Backend):
 
     # ------------------------------------------------------------------------ loading
 
+    @property
+    def loaded(self) -> bool:
+        """Were the weights loaded (and the preflight run) in this process?"""
+        return self._model is not None
+
     def load(self) -> None:
         """Load processor and model (once). Any failure is a HarnessError naming the model."""
         if self._model is not None:

@@ -74,7 +74,31 @@ class Filler:
             if self.n == self.suite.settings.n_per_class:
                 check_batch_invariance(self.suite, handle, identity, [t for t, s in tasks.items() if "closed" in s])
         finally:
+            self._checkpoint_notes(handle, identity)
             self._close(handle)
+
+    def _checkpoint_notes(self, handle, identity) -> None:
+        """What the checkpoint preflight replaced, repaired or found changed (hf models), for the
+        report and summary.md beside the model. Stored under the model's identity when the model
+        was loaded, so a warm run, which never loads it, says the same."""
+        import json
+
+        from ..store import cache_key
+
+        name = handle.spec.name
+        if name in self.suite.checkpoint_notes:
+            return
+        key = cache_key(identity, stage="preflight", prompt="", image_sha=None, settings={})
+        backend = handle._backend
+        if backend is not None and getattr(backend, "loaded", False) and hasattr(backend, "load_notes"):
+            notes = list(backend.load_notes)
+            self.suite.store.put_many([{"key": key, "stage": "preflight", "model": name, "task": "(all)",
+                                        "text": json.dumps(notes)}])
+        else:
+            stored = self.suite.store.get_many([key]).get(key)
+            notes = json.loads(stored) if stored else []
+        if notes:
+            self.suite.checkpoint_notes[name] = notes
 
     def _run_stage(self, stage: str, handle, identity, task_key: str) -> None:
         key = (stage, handle.spec.name, task_key, self.n)

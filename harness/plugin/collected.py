@@ -61,6 +61,20 @@ def endpoint_notes(suite, records: list[dict]) -> list[str]:
     return sorted(found)
 
 
+def checkpoint_notes(suite, records: list[dict]) -> dict[str, list[str]]:
+    """model -> its checkpoint preflight's notes (this process's, and the records' under xdist)."""
+    found: dict[str, list[str]] = {}
+    for r in records:
+        found.update(r.get("checkpoint_notes") or {})
+    found.update(getattr(suite, "checkpoint_notes", None) or {})
+    return found
+
+
+def checkpoint_lines(notes: dict[str, list[str]]) -> list[str]:
+    """The same as one line per note, for the terminal and summary.md."""
+    return [f"{model}: checkpoint preflight: {note}" for model, lines in sorted(notes.items()) for note in lines]
+
+
 def blind_notes(records: list[dict]) -> list[str]:
     """One line per subject whose answers about content-free images are not shown to stay
     near chance (test_no_answer_without_image not robust): its accuracy verdicts are suspect.

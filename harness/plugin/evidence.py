@@ -19,7 +19,8 @@ from ..core import ConfigError
 from ..fill.adaptive import fill_looks
 from ..findings.checks import BY_TEST
 from ..results import answer_counts, merge_response_parts, write_responses
-from .collected import batch_invariance_by_model, blind_notes, endpoint_notes, fill_counts, subject_evidence
+from .collected import (batch_invariance_by_model, blind_notes, checkpoint_lines, checkpoint_notes, endpoint_notes,
+                        fill_counts, subject_evidence)
 from .outputs import write_run_outputs
 from ..verdict import FragilityFound
 from .fixtures import backend_factory
@@ -301,6 +302,10 @@ class EvidencePlugin:
             record["input_errors"] = [{"task": task, "image_id": k, "error": v} for k, v in sorted(stats.image_errors.items())]
         if self.suite.remote_destinations:
             record["remote_destinations"] = sorted(self.suite.remote_destinations)
+        preflight = {name: self.suite.checkpoint_notes[name] for name in (model, record["base_model"])
+                     if name in self.suite.checkpoint_notes}
+        if preflight:  # travels with the record, so the controller's report has it under xdist
+            record["checkpoint_notes"] = preflight
         if getattr(self.suite, "endpoint_notes", None):  # e.g. a server that ignores response_format
             record["endpoint_notes"] = sorted(self.suite.endpoint_notes)
         checks = getattr(self.suite, "batch_invariance", {})
@@ -328,6 +333,8 @@ class EvidencePlugin:
         checks = batch_invariance_by_model(self.suite, list(self.records.values()))
         for line in endpoint_notes(self.suite, list(self.records.values())):
             terminalreporter.write_line(f"medvlm: endpoint: {line}")
+        for line in checkpoint_lines(checkpoint_notes(self.suite, list(self.records.values()))):
+            terminalreporter.write_line(f"medvlm: {line}")
         for line in blind_notes(list(self.records.values())):
             terminalreporter.write_line(f"medvlm: {line}")
         if checks:
@@ -354,7 +361,8 @@ class EvidencePlugin:
         if self.records:
             records = list(self.records.values())
             self.outputs = write_run_outputs(self.suite, records, report=session.config.getoption("htmlpath", None),
-                                             notes=self.run_notes + blind_notes(records))
+                                             notes=self.run_notes + checkpoint_lines(checkpoint_notes(self.suite, records))
+                                             + blind_notes(records))
         if settings.update_baseline and self.records:
             # a pass or a skip (not applicable) drops a recorded fragility; errors keep it
             ran = {t: (r if r["outcome"] == "failed" else None) for t, r in self.records.items()

@@ -12,7 +12,7 @@ import math
 
 from ..calibration.rates import per_test_rows, rates_lines
 from ..results import unique_answer_counts, unique_input_errors
-from .collected import batch_invariance_by_model, blind_notes, endpoint_notes
+from .collected import batch_invariance_by_model, blind_notes, checkpoint_notes, endpoint_notes
 from ..report.plots import plot_scatter
 from ..report.html import plot_difficulty, plot_per_prompt, render_evidence
 from ..report.header import render_report_header, render_thumbnails
@@ -123,5 +123,6 @@ class HtmlHooks:
             answer_counts=unique_answer_counts(records), changes=self.evidence.outputs.get("changes"),
             image_changes=self.evidence.outputs.get("image_changes"),
             endpoint_notes=endpoint_notes(suite, records), run_notes=self.evidence.run_notes + blind_notes(records),
+            checkpoint_notes=checkpoint_notes(suite, records),
             design_rates=rates_lines(suite.thresholds, suite.settings.n_per_class, len(suite.tasks)),
             design_rows=per_test_rows(suite.thresholds, suite.settings.n_per_class)))

@@ -178,6 +178,19 @@ def render_endpoint_notes(notes: list[str]) -> str:
     return f'<section class="mvf-endpoints"><h3>Endpoint adaptations</h3><ul>{items}</ul></section>'
 
 
+def render_checkpoint_notes(notes: Mapping[str, list[str]]) -> str:
+    """Per model, what the checkpoint preflight replaced (chat template, image processor),
+    repaired from the model's config or found changed against its snapshot: a reviewer of a
+    red or green run must see that the model was not run as its checkpoint ships."""
+    if not notes:
+        return ""
+    items = "".join(f"<li><b>{escape(model)}</b><ul>"
+                    + "".join(f"<li>{escape(_truncate(str(n)))}</li>" for n in lines[:_MAX_TABLE_ROWS]) + "</ul></li>"
+                    for model, lines in sorted(notes.items()))
+    return (f'<section class="mvf-preflight"><h3>Checkpoint preflight: replaced, repaired or changed</h3>'
+            f"<ul>{items}</ul></section>")
+
+
 def render_report_header(records: list[dict], *, difficulty_png: bytes | None,
                          remote_destinations: list[str],
                          task_order: list[str] | None = None,
@@ -188,12 +201,13 @@ def render_report_header(records: list[dict], *, difficulty_png: bytes | None,
                          image_changes: list[Mapping] | None = None,
                          endpoint_notes: list[str] | None = None,
                          run_notes: list[str] | None = None,
+                         checkpoint_notes: Mapping[str, list[str]] | None = None,
                          design_rates: list[str] | None = None,
                          design_rows: list[tuple] | None = None) -> str:
     """Everything above the results table: the run's notes, grid, difficulty plot, input
     errors, batch invariance, data egress."""
-    parts = [render_run_notes(run_notes or []), render_summary_grid(records, task_order=task_order),
-             render_changes(changes)]
+    parts = [render_run_notes(run_notes or []), render_checkpoint_notes(checkpoint_notes or {}),
+             render_summary_grid(records, task_order=task_order), render_changes(changes)]
     if difficulty_png:
         parts.append('<section class="mvf-summary"><h3>Balanced accuracy by task difficulty</h3>'
                      + _images_html({"balanced accuracy by task difficulty": difficulty_png})

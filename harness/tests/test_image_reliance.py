@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -263,6 +265,37 @@ def test_the_verdicts_read_the_variants_the_stand_ins_were_asked_with():
     blind = no_answer_without_image(real, blank, thresholds)
     assert blind.value == pytest.approx(0.25)  # v0: always "negative" (0.5); v2: always refused (0)
     assert blind.label == "robust" and blind.details["n_variants"] == 2
-    with pytest.raises(NotApplicable, match="no prompt variant"):
+    with pytest.raises(NotApplicable, match="^no prompt variant was asked with the content-free images$"):
         answers_depend_on_image(real, Grid(blank.image_ids, ["other"], blank.is_pos, blank.outcome[:, :1]),
                                 thresholds)
+
+
+def test_the_verdicts_leave_errors_out_aggregate_as_near_random_and_say_nothing_of_nothing():
+    """Pins the details and the aggregate (mutation testing: its survivors)."""
+    is_pos = [True, False] * 10
+    real = _grid(np.array([["positive", "negative", "positive"] if p else ["negative", "negative", "negative"]
+                           for p in is_pos]), is_pos)
+    # v0 right (BA 1), v1 always "positive" and v2 always "negative" (BA 0.5 each): mean 0.67, median 0.5
+    blank_outcome = np.array([["positive" if p else "negative", "positive", "negative"] for p in is_pos], dtype=object)
+    for i in range(20):
+        blank_outcome[i, i % 3] = "error" if i % 4 == 0 else blank_outcome[i, i % 3]
+    blank = Grid([f"{i}{SUFFIX}" for i in real.image_ids], real.variants, real.is_pos, blank_outcome)
+    real.outcome[1, 0] = "error"  # an error on the real side leaves that cell out too
+    thresholds = Thresholds(bootstrap_replicates=200)
+    depends = answers_depend_on_image(real, blank, thresholds)
+    both = (real.outcome != "error") & (blank_outcome != "error")
+    same = both & (real.outcome == blank_outcome)
+    assert depends.details["cells_compared"] == int(both.sum())
+    assert depends.value == pytest.approx(same.sum() / both.sum())
+    for j, row in enumerate(depends.details["per_variant"]):
+        assert row["value"] == round(float(same[:, j].sum() / both[:, j].sum()), 4)
+    mean = no_answer_without_image(real, blank, thresholds)
+    median = no_answer_without_image(real, blank, dataclasses.replace(
+        thresholds, near_random={**thresholds.near_random, "aggregate": "median"}))
+    per_prompt = blind_balanced_accuracy(real, blank, np.ones((1, 20)), "median")[0]
+    assert mean.metric.endswith("_mean") and median.metric.endswith("_median")
+    assert median.value == pytest.approx(per_prompt) and mean.value != pytest.approx(median.value)
+    nothing = Grid(blank.image_ids, real.variants, real.is_pos, np.full(real.outcome.shape, "error", dtype=object))
+    silent = answers_depend_on_image(real, nothing, thresholds)
+    assert silent.details["blank_refusal_rate"] is None and silent.details["cells_compared"] == 0
+    assert all(row["value"] is None for row in silent.details["per_variant"])

@@ -148,6 +148,8 @@ def test_an_accuracy_verdict_warns_only_when_the_run_asked_about_stand_ins_and_t
             assert checks.judge(s, check, **params).warning == "", check
         verdict = checks.judge(s, checks.above_chance)
         assert "WARNING: suspect" in verdict.message() and verdict.record()["warning"] == verdict.warning
+        assert verdict.warning.endswith("limit 0.550); the prompt or a text prior may give the class away "
+                                        "(test_no_answer_without_image)")
     finally:
         suite.results[key] = saved
         suite.__dict__.pop("_blind_verdicts", None)
@@ -230,3 +232,49 @@ def test_a_check_that_cannot_be_judged_or_is_hopeless_draws_nothing(suite):
         suite._design = saved
     assert hopeless.calls == [(FIRST, {})]
     assert ("closed", "oracle-base", TASK, FIRST) in suite.results
+
+
+def test_the_blind_warning_is_per_subject_says_when_it_is_not_ruled_out_and_never_raises(suite):
+    """Pins blind_warning's edges (mutation testing: its survivors)."""
+    keys = [("blank", m, TASK, n) for m in ("oracle", "oracle-base") for n in (FIRST, LAST)]
+    for look in (0, 1):
+        for model in ("oracle", "oracle-base"):
+            subject(suite, look, model).blank_grid()
+    saved = {k: suite.results[k] for k in keys}
+
+    def stand_ins(look, wrong_share=0.0):
+        """The real answers as the stand-ins' (right without the image), a share of the negative
+        images answered wrong under every prompt."""
+        table = subject(suite, look).table.copy()
+        negatives = sorted(table.loc[table["label"] == "negative", "image_id"].unique())
+        table.loc[table["image_id"].isin(negatives[: int(len(negatives) * wrong_share)]), "outcome"] = "positive"
+        table["image_id"] = table["image_id"] + "#content-free"
+        return table
+
+    def use(wrong_share):
+        for look, n in ((0, FIRST), (1, LAST)):
+            suite.results[("blank", "oracle", TASK, n)] = stand_ins(look, wrong_share)
+        suite.__dict__.pop("_blind_verdicts", None)
+
+    try:
+        use(0.0)
+        assert checks.blind_warning(subject(suite)).startswith("suspect:")
+        assert checks.blind_warning(subject(suite, model="oracle-base")) == ""  # its own stand-ins, its own verdict
+        use(0.75)  # balanced accuracy 0.625 on 4 and 8 images per class: not shown either way
+        assert checks.judge(subject(suite), checks.no_answer_without_image).label == "inconclusive"
+        assert "may be above chance (not ruled out)" in checks.blind_warning(subject(suite))
+        original = checks.no_answer_without_image
+
+        def failing(view):
+            raise NotApplicable("no stand-ins")
+
+        checks.no_answer_without_image = failing  # a stand-in stage that cannot be judged: nothing said, no error
+        suite.__dict__.pop("_blind_verdicts", None)
+        try:
+            assert checks.blind_warning(subject(suite)) == ""
+            assert checks.blind_warning(subject(suite)) == ""  # remembered as "nothing to say"
+        finally:
+            checks.no_answer_without_image = original
+    finally:
+        suite.results.update(saved)
+        suite.__dict__.pop("_blind_verdicts", None)
