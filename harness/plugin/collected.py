@@ -8,6 +8,9 @@ function merges this process's state with what the workers' records carried.
 
 from __future__ import annotations
 
+from ..data.content_free import SUFFIX as CONTENT_FREE
+from ..results import answer_counts
+
 
 def subject_evidence(suite, finding: str, model: str, task: str, with_plots: bool) -> dict:
     """Report-only evidence read from the stored stages: example descriptions, a t-SNE map."""
@@ -94,3 +97,41 @@ def blind_notes(records: list[dict]) -> list[str]:
 
 def _num(x) -> str:
     return "n/a" if x is None else f"{float(x):.3f}"
+
+
+def run_evidence(suite, model: str, base, task: str) -> dict:
+    """What a record carries of the run beside its verdict, for this subject and its base: fill
+    counts (real images and content-free stand-ins), how the answers were read, input errors,
+    data egress, checkpoint preflight and endpoint notes, batch invariance. Each travels with
+    the record, so under xdist the controller's terminal line and report have them."""
+    extra: dict = {}
+    stats = suite.fill_stats.get((model, task))
+    counts = {}  # for the controller's terminal line under xdist: this subject's fills and its base's
+    for name, key in [(m, k) for m in (model, base) for k in (task, task + CONTENT_FREE)]:
+        filled = suite.fill_stats.get((name, key))  # the real images' answers, then the stand-ins'
+        if filled is not None:
+            counts[f"{name}\t{key}"] = {"cached": filled.cached, "generated": filled.generated, "errors": filled.errors}
+    if counts:
+        extra["fill_counts"] = counts
+    memo = suite.__dict__.setdefault("_answer_counts", {})
+    answers = {f"{name}\t{task}": memo.get((name, task)) or memo.setdefault(
+                   (name, task), answer_counts(suite.latest("closed", name, task)))
+               for name in (model, base) if suite.latest("closed", name, task) is not None}
+    if answers:  # how the answers were read: parser, judge, token cap (travels with the record under xdist)
+        extra["answer_counts"] = answers
+    if stats is not None and stats.image_errors:  # travels with the record, so xdist keeps it
+        extra["input_errors"] = [{"task": task, "image_id": k, "error": v} for k, v in sorted(stats.image_errors.items())]
+    if suite.remote_destinations:
+        extra["remote_destinations"] = sorted(suite.remote_destinations)
+    preflight = {name: suite.checkpoint_notes[name] for name in (model, base)
+                 if name in suite.checkpoint_notes}
+    if preflight:  # travels with the record, so the controller's report has it under xdist
+        extra["checkpoint_notes"] = preflight
+    if getattr(suite, "endpoint_notes", None):  # e.g. a server that ignores response_format
+        extra["endpoint_notes"] = sorted(suite.endpoint_notes)
+    checks = getattr(suite, "batch_invariance", {})
+    invariance = {name: checks[name] for name in (model, base)
+                  if checks.get(name) and checks[name].get("checked")}
+    if invariance:  # travels with the record too (xdist): this subject's check and its base's
+        extra["batch_invariance"] = invariance
+    return extra

@@ -13,14 +13,13 @@ import time
 
 import pytest
 
-from ..data.content_free import SUFFIX as CONTENT_FREE
 from ..baseline import identity_notes, load_baseline, update_baseline
 from ..core import ConfigError
 from ..fill.adaptive import fill_looks
 from ..findings.checks import BY_TEST
-from ..results import answer_counts, merge_response_parts, write_responses
+from ..results import merge_response_parts, write_responses
 from .collected import (batch_invariance_by_model, blind_notes, checkpoint_lines, checkpoint_notes, endpoint_notes,
-                        fill_counts, subject_evidence)
+                        fill_counts, run_evidence, subject_evidence)
 from .outputs import write_run_outputs
 from ..verdict import FragilityFound
 from .fixtures import backend_factory
@@ -284,35 +283,7 @@ class EvidencePlugin:
                 record["reason"] = verdict.message()
         record["label"] = _label(record["outcome"], verdict)
         record.update(subject_evidence(self.suite, record["finding"], model, task, self._with_plots()))
-        stats = self.suite.fill_stats.get((model, task))
-        counts = {}  # for the controller's terminal line under xdist: this subject's fills and its base's
-        for name, key in [(m, k) for m in (model, record["base_model"]) for k in (task, task + CONTENT_FREE)]:
-            filled = self.suite.fill_stats.get((name, key))  # the real images' answers, then the stand-ins'
-            if filled is not None:
-                counts[f"{name}\t{key}"] = {"cached": filled.cached, "generated": filled.generated, "errors": filled.errors}
-        if counts:
-            record["fill_counts"] = counts
-        memo = self.suite.__dict__.setdefault("_answer_counts", {})
-        answers = {f"{name}\t{task}": memo.get((name, task)) or memo.setdefault(
-                       (name, task), answer_counts(self.suite.latest("closed", name, task)))
-                   for name in (model, record["base_model"]) if self.suite.latest("closed", name, task) is not None}
-        if answers:  # how the answers were read: parser, judge, token cap (travels with the record under xdist)
-            record["answer_counts"] = answers
-        if stats is not None and stats.image_errors:  # travels with the record, so xdist keeps it
-            record["input_errors"] = [{"task": task, "image_id": k, "error": v} for k, v in sorted(stats.image_errors.items())]
-        if self.suite.remote_destinations:
-            record["remote_destinations"] = sorted(self.suite.remote_destinations)
-        preflight = {name: self.suite.checkpoint_notes[name] for name in (model, record["base_model"])
-                     if name in self.suite.checkpoint_notes}
-        if preflight:  # travels with the record, so the controller's report has it under xdist
-            record["checkpoint_notes"] = preflight
-        if getattr(self.suite, "endpoint_notes", None):  # e.g. a server that ignores response_format
-            record["endpoint_notes"] = sorted(self.suite.endpoint_notes)
-        checks = getattr(self.suite, "batch_invariance", {})
-        invariance = {name: checks[name] for name in (model, record["base_model"])
-                      if checks.get(name) and checks[name].get("checked")}
-        if invariance:  # travels with the record too (xdist): this subject's check and its base's
-            record["batch_invariance"] = invariance
+        record.update(run_evidence(self.suite, model, record["base_model"], task))
         return record
 
     def _with_plots(self) -> bool:
