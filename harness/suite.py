@@ -71,6 +71,7 @@ class Suite:
         # model -> what its checkpoint preflight replaced, repaired or found changed (hf models;
         # harness/backends/hf_preflight.py), for the report header and summary.md
         self.checkpoint_notes: dict[str, list[str]] = {}
+        self._content_free_colours: dict[str, tuple[int, int, int]] = {}  # task -> the stand-ins' colour
 
     def _blank_variant_problems(self) -> list[str]:
         from .config.schema import did_you_mean
@@ -91,12 +92,11 @@ class Suite:
     def content_free_colour(self, task: TaskSpec) -> tuple[int, int, int]:
         """The stand-ins' colour: the mean of the first look's images, computed once per task, so
         every look asks about the same stand-ins (a later look's are new images, not new colours)."""
-        cache = self.__dict__.setdefault("_content_free_colours", {})
-        if task.key not in cache:
+        if task.key not in self._content_free_colours:
             from .data.content_free import mean_colour
 
-            cache[task.key] = mean_colour(self.items(task))
-        return cache[task.key]
+            self._content_free_colours[task.key] = mean_colour(self.items(task))
+        return self._content_free_colours[task.key]
 
     @staticmethod
     def _load(problems: list[str], loader):

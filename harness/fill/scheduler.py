@@ -11,6 +11,8 @@ model never stops the others.
 
 from __future__ import annotations
 
+import json
+
 from ..backends.identity import model_identity
 from ..data.content_free import SUFFIX, content_free_items
 from .batch_invariance import check_model as check_batch_invariance
@@ -18,6 +20,7 @@ from ..core import HarnessError, NotApplicable
 from .describe import description_table, fill_descriptions, fill_diagnoses
 from .embed import fill_embeddings
 from ..parsing import parse_answer
+from ..store import cache_key
 from .closed_form import BackendHandle, build_table, fill_closed_form, judge_unclassified, unclassified_cells
 
 STAGE_ORDER = ("closed", "blank", "describe", "embed")
@@ -81,10 +84,6 @@ class Filler:
         """What the checkpoint preflight replaced, repaired or found changed (hf models), for the
         report and summary.md beside the model. Stored under the model's identity when the model
         was loaded, so a warm run, which never loads it, says the same."""
-        import json
-
-        from ..store import cache_key
-
         name = handle.spec.name
         if name in self.suite.checkpoint_notes:
             return
@@ -133,15 +132,13 @@ class Filler:
     def _blank(self, handle, identity, task, items):
         """The closed-form stage on the content-free stand-ins, with the variants the
         `[image_reliance]` section asks for; its counts are kept apart (`<task>#content-free`)."""
-        progress, self.progress = self.progress, None
-        if progress is not None:  # the display names the pass: "model × task (content-free images)"
-            self.progress = lambda label, done, total: progress(f"{label} (content-free images)", done, total)
-        try:
-            return self._closed(handle, identity, task, items, self.suite.blank_variants, stats_key=task.key + SUFFIX)
-        finally:
-            self.progress = progress
+        shown = self.progress
+        progress = None if shown is None else (  # the display names the pass: "model × task (content-free images)"
+            lambda label, done, total: shown(f"{label} (content-free images)", done, total))
+        return self._closed(handle, identity, task, items, self.suite.blank_variants, stats_key=task.key + SUFFIX,
+                            progress=progress)
 
-    def _closed(self, handle, identity, task, items, variants=None, stats_key=None):
+    def _closed(self, handle, identity, task, items, variants=None, stats_key=None, progress=None):
         suite = self.suite
         variants = suite.variants if variants is None else variants
         stats_key = (handle.spec.name, stats_key or task.key)
@@ -151,7 +148,7 @@ class Filler:
             handle, identity, task, items, variants, suite.store,
             max_new_tokens=max_new,
             reask_budgets=(gen["reask_max_new_tokens"], gen["last_reask_max_new_tokens"]) if handle.spec.reask else (),
-            parse=parse_answer, chunk_size=max(gen["batch_size"] * 4, 16), progress=self.progress,
+            parse=parse_answer, chunk_size=max(gen["batch_size"] * 4, 16), progress=progress or self.progress,
         )
         suite.fill_stats[stats_key] = merge_stats(suite.fill_stats.get(stats_key), stats)
         judged = None
