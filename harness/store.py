@@ -172,6 +172,17 @@ class ResponseStore:
             raise
         return len(values)
 
+    def get_meta(self, name: str) -> Optional[str]:
+        """A value the run keeps about the store's models (e.g. `served:<name>`), or None."""
+        row = self._connect().execute("SELECT value FROM meta WHERE key=?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Keep (or replace) a value under `name`; `schema` is the store's own."""
+        if name == "schema":
+            raise ValueError("the schema version is not a run's to set")
+        self._connect().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
     def get_vectors(self, keys: list[str]) -> dict[str, np.ndarray]:
         """Stored float32 vectors for the keys that have one (raw bytes, never unpickled)."""
         conn = self._connect()

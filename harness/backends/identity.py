@@ -3,7 +3,9 @@
 The response store keys on this, so a fully cached grid never loads weights. A hub
 id is identified by its pinned revision; a local folder (including the built-in tiny
 models) by a fingerprint of its files, so retraining or rebuilding invalidates
-exactly the answers that model gave.
+exactly the answers that model gave. An endpoint model adds its servers' `/v1/models`
+entry (asked on every run, warm ones too), so two servers serving other weights under
+one name never share answers.
 """
 
 from __future__ import annotations
@@ -55,8 +57,13 @@ def folder_fingerprint(folder: Path) -> str:
 
 
 def model_identity(spec: ModelSpec, cache_dir: Path) -> dict:
-    """Backend, model id, revision and (for local folders) a content fingerprint."""
+    """Backend, model id, revision and (for local folders) a content fingerprint; for an
+    endpoint, what its servers say they serve (harness.backends.served_identity)."""
     identity = {"backend": spec.backend, "model": spec.model, "revision": spec.revision, "fingerprint": None}
+    if spec.backend == "openai":
+        from .served_identity import served_identity
+
+        identity["served"] = served_identity(spec)
     if spec.backend == "hf":
         local = resolve_local_path(spec, cache_dir)
         if local is not None:

@@ -116,6 +116,7 @@ class OpenAIBackend(Backend):
         # What the servers accept, learned from their 400s and replies (kept for this backend's life).
         self._adaptations = Adaptations(urls)
         self.stats = {"requests": 0, "retries": 0, "errors": 0, "empty": 0, "structured_ignored": 0}
+        self._identity: Optional[dict] = None
 
     # ------------------------------------------------------------------ setup
 
@@ -135,10 +136,13 @@ class OpenAIBackend(Backend):
         return value.strip()
 
     def identity(self) -> dict:
-        """Backend, served model name and revision (see harness.backends.identity)."""
+        """Backend, served model name, revision and what the servers say they serve (see
+        harness.backends.identity); asked of the servers once per backend."""
         from harness.backends.identity import model_identity
 
-        return model_identity(self.spec, self.cache_dir)
+        if self._identity is None:
+            self._identity = model_identity(self.spec, self.cache_dir)
+        return self._identity
 
     def remote_destinations(self) -> list[str]:
         """The non-loopback base_urls this backend has sent requests to (for the report)."""

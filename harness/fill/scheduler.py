@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 
 from ..backends.identity import model_identity
+from ..backends.served_identity import unlisted_note
 from ..data.content_free import SUFFIX, content_free_items
 from .batch_invariance import check_model as check_batch_invariance
 from ..core import HarnessError, NotApplicable
 from .describe import description_table, fill_descriptions, fill_diagnoses
 from .embed import fill_embeddings
+from .served_check import check_served_identity
 from ..parsing import parse_answer
 from ..store import cache_key
 from .closed_form import BackendHandle, build_table, fill_closed_form, judge_unclassified, unclassified_cells
@@ -64,6 +66,7 @@ class Filler:
         handle = BackendHandle(spec=spec, factory=self.factory)
         try:
             identity = model_identity(spec, self.suite.settings.cache_dir)
+            self._served_notes(spec, identity)
         except HarnessError as exc:
             for task, stages in tasks.items():
                 for stage in stages:
@@ -79,6 +82,15 @@ class Filler:
         finally:
             self._checkpoint_notes(handle, identity)
             self._close(handle)
+
+    def _served_notes(self, spec, identity) -> None:
+        """Endpoint models: refuse a changed served identity (harness.fill.served_check) and note
+        one let through, or a server that does not say what it serves."""
+        if "served" not in identity:
+            return
+        notes = [check_served_identity(self.suite.store, spec, identity, self.suite.settings.accept_served_change),
+                 unlisted_note(spec, identity["served"])]
+        self.suite.endpoint_notes.update(f"{spec.name}: {line}" for line in notes if line)
 
     def _checkpoint_notes(self, handle, identity) -> None:
         """What the checkpoint preflight replaced, repaired or found changed (hf models), for the
@@ -124,8 +136,9 @@ class Filler:
     def _helper(self, role: str, name: str):
         if role not in self.helpers:
             spec = self.suite.model(name)
-            self.helpers[role] = (BackendHandle(spec=spec, factory=self.factory),
-                                  model_identity(spec, self.suite.settings.cache_dir))
+            identity = model_identity(spec, self.suite.settings.cache_dir)
+            self._served_notes(spec, identity)
+            self.helpers[role] = (BackendHandle(spec=spec, factory=self.factory), identity)
         return self.helpers[role]
 
     # -- stages ---------------------------------------------------------------------------

@@ -36,6 +36,9 @@ def add_options(parser) -> None:
     add("--strict-checkpoints", action="store_true", default=False,
         help="a model whose processor differs from its checkpoint snapshot (fixtures/checkpoints) is an error, "
              "not a warning")
+    add("--accept-served-change", default=None, metavar="NAMES",
+        help="endpoint models (comma-separated registry names, or 'all') whose servers may now serve other "
+             "weights than the store remembers under the name (default: such a model is refused)")
     add("--allow-remote", action="store_true", default=False,
         help="allow images and image-derived text to go to non-loopback endpoints")
     add("--report-thumbnails", action="store_true", default=False,
@@ -106,6 +109,7 @@ class Settings:
     report_thumbnails: bool = False
     strict_checkpoints: bool = False
     compare_to: Optional[Path] = None
+    accept_served_change: Optional[list[str]] = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -135,6 +139,7 @@ def settings_from_config(config) -> Settings:
         diagnoser=opt("--diagnoser"),
         judge=opt("--judge"),
         allow_remote=opt("--allow-remote"),
+        accept_served_change=_split(opt("--accept-served-change")),
         update_baseline=opt("--update-baseline"),
         thresholds_path=path(opt("--thresholds"), root / "thresholds.toml"),
         baseline_path=path(opt("--baseline"), root / "baseline.toml"),

@@ -35,6 +35,8 @@ class _State:
     api_key: Optional[str]
     max_body_bytes: int
     verbose: bool
+    # what GET /v1/models says is served beside the name (root, revision): clients key on it
+    entry: dict = dataclasses.field(default_factory=dict)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     arrivals: int = 0
     in_flight: int = 0
@@ -134,7 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
             except _HTTPError as err:
                 return self._send_error_json(err)
             return self._send_json(200, {"object": "list", "data": [
-                {"id": state.served_name, "object": "model", "created": 0, "owned_by": "medvlm-fragility"}]})
+                {"id": state.served_name, "object": "model", "created": 0, "owned_by": "medvlm-fragility",
+                 **state.entry}]})
         if self.path.rstrip("/") in ("/health", "/v1/health"):
             return self._send_json(200, {"status": "ok"})
         self._send_error_json(_HTTPError(404, f"no route GET {self.path[:100]}"))

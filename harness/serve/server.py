@@ -93,6 +93,16 @@ class ServerHandle:
         self.stop()
 
 
+def served_entry(backend: Backend) -> dict:
+    """What GET /v1/models says this server serves besides the name, as vLLM does: `root`
+    (the registry's model: a hub id, a folder, builtin:<name>) and `revision` (the digest
+    of the backend's identity: a retrained or rebuilt model gets a new one). Clients key
+    their answers on it (harness.backends.served_identity)."""
+    from harness.backends.identity import identity_digest
+
+    return {"root": backend.spec.model, "revision": identity_digest(backend.identity())}
+
+
 def start_server(
     backend_or_spec: Union[Backend, ModelSpec],
     *,
@@ -140,7 +150,8 @@ def start_server(
     name = served_name or backend.spec.name
     batch = max_batch or getattr(backend.spec, "batch_size", None) or MAX_BATCH
     state = _State(backend=backend, served_name=name, batcher=_Batcher(backend, max_batch=batch, window_s=batch_window_s),
-                   faults=faults, latency_s=latency_s, api_key=api_key, max_body_bytes=max_body_bytes, verbose=verbose)
+                   faults=faults, latency_s=latency_s, api_key=api_key, max_body_bytes=max_body_bytes, verbose=verbose,
+                   entry=served_entry(backend))
     server_cls = _Server
     if ":" in host:  # IPv6 literal
         import socket

@@ -104,5 +104,5 @@ def test_embeddings_per_family_are_cached_and_layer_specific(model, tmp_path):
 def test_endpoint_backends_have_no_encoder(tmp_path):
     spec = ModelSpec(name="served", backend="openai", model="m", base_url=("http://127.0.0.1:9/v1",))
     with pytest.raises(NoEncoder):
-        fill_embeddings(BackendHandle(spec, refusing), model_identity(spec, tmp_path),
-                        load_synthetic(TASK, 1, 42), ResponseStore(tmp_path / "r.sqlite"), layer=-1, pooling="mean")
+        identity = {"backend": "openai", "model": "m", "revision": None, "fingerprint": None, "served": {"id": "m"}}
+        fill_embeddings(BackendHandle(spec, refusing), identity, load_synthetic(TASK, 1, 42), ResponseStore(tmp_path / "r.sqlite"), layer=-1, pooling="mean")
