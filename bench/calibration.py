@@ -44,7 +44,10 @@ from harness.plugin.options import DEFAULT_N_PER_CLASS  # noqa: E402
 SIZES = [50, 100, 200]
 UNITS = {"near_random": "BA", "finetune_gain": "Δ BA", "accuracy_swing": "swing", "refusal_swing": "swing",
          "answer_flips": "flips", "clinical_hint": "Δ BA", "description_gap": "gap", "probe_auroc": "AUROC",
-         "reasoning_gap": "gap", "unchanged_without_image": "unchanged", "blind_accuracy": "blind BA"}
+         "reasoning_gap": "gap", "unchanged_without_image": "unchanged", "blind_accuracy": "blind BA",
+         "regression[balanced_accuracy]": "BA lost", "regression[refusal_rate]": "Δ refusals",
+         "regression[flip_rate]": "Δ flips", "regression[accuracy_swing]": "added swing",
+         "regression[knowledge_gap]": "Δ gap"}
 
 
 def _pct(value: tuple[float, float]) -> str:
@@ -113,7 +116,7 @@ def main(argv=None) -> int:
         print("|---|---|---|---|")
         for test, n, tt, fp, rt, rp, ft, ff, fs in rows:
             if n == default_n or test == "probe_auroc":
-                unit = UNITS.get(test.split("[")[0], "")
+                unit = UNITS.get(test, UNITS.get(test.split("[")[0], ""))
                 print(f"| {test}{'' if n == default_n else f' ({n} embedded)'} | {unit} {tt:.2f}: {_pct(fp)} "
                       f"| {unit} {rt:.2f}: {_pct(rp)} | {unit} {ft:.2f}: {_pct(ff)} ({_pct(fs)}) |")
     print()

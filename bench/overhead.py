@@ -46,7 +46,7 @@ def one_pass(handle, identity, tasks, items, variants, store, thresholds) -> tup
     """Fill + table + grid + statistics for every task; returns seconds by phase, items."""
     from harness.findings import near_random, prompt_sensitivity
     from harness.findings.grid import grid_from_table
-    from harness.parsing import parse_answer
+    from harness.answers.parsing import parse_answer
     from harness.fill.closed_form import build_table, fill_closed_form
 
     phases = {"fill": 0.0, "table": 0.0, "grid": 0.0, "statistics": 0.0}

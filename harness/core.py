@@ -242,7 +242,8 @@ class Thresholds:
     inconclusive: str = "fail"
     near_random: dict = field(default_factory=lambda: {"min_margin": 0.10, "aggregate": "mean"})
     regression: dict = field(
-        default_factory=lambda: {"max_ba_loss": 0.03, "max_refusal_increase": 0.03, "max_flip_increase": 0.03}
+        default_factory=lambda: {"max_ba_loss": 0.03, "max_refusal_increase": 0.03, "max_flip_increase": 0.03,
+                                 "max_swing_increase": 0.10, "max_gap_increase": 0.10}
     )
     finetune_gain: dict = field(
         default_factory=lambda: {"min_gain": 0.0, "ceiling": 0.95, "noninferiority_margin": 0.02}

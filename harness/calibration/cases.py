@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core import PromptVariant, Thresholds
 from ..findings import (description_recovery, embedding_separability, finetune_gain, image_reliance, near_random,
-                        prompt_sensitivity)
+                        prompt_sensitivity, regression)
 from ..stats.swing import expected_range
 from . import subjects as sim
 
@@ -214,6 +214,78 @@ def blind_case(kind: str, ba: float, varying: float) -> Case:
     return Case("blind_accuracy", kind, ba, draw, lambda x, th: image_reliance.no_answer_without_image(x[0], x[1], th))
 
 
+# -- regression between versions ------------------------------------------------------------
+# The previous version and the new one answer the same images; like a model and its base
+# they share an image's difficulty with probability 0.8 (paired_latent). `truth` is the
+# change in the test's own units: BA lost, refusal rate / flip rate / swing / gap gained.
+def _versions(rng, n, previous: "sim.GridSpec", new: "sim.GridSpec", variants=VARIANTS):
+    latent = rng.random(2 * n)
+    old = sim.closed_grid(rng, n, previous, variants, latent=latent)
+    return sim.closed_grid(rng, n, new, variants, latent=sim.paired_latent(rng, latent, 0.8)), old
+
+
+def regression_ba_case(kind: str, loss: float, ba: float = 0.78) -> Case:
+    def draw(rng, n, thresholds):
+        spec = lambda b: sim.GridSpec(np.full(K, _accuracy_for_ba(b)), np.full(K, REFUSAL), REDRAW)  # noqa: E731
+        return _versions(rng, n, spec(ba), spec(ba - loss))
+
+    return Case("regression[balanced_accuracy]", kind, loss, draw,
+                lambda x, th: regression.evaluate(x[0], x[1], [], "balanced_accuracy", th))
+
+
+def regression_refusal_case(kind: str, increase: float) -> Case:
+    def draw(rng, n, thresholds):
+        spec = lambda r: sim.GridSpec(np.full(K, 0.80), np.full(K, r), REDRAW)  # noqa: E731
+        return _versions(rng, n, spec(REFUSAL), spec(REFUSAL + increase))
+
+    return Case("regression[refusal_rate]", kind, increase, draw,
+                lambda x, th: regression.evaluate(x[0], x[1], [], "refusal_rate", th))
+
+
+REGRESSION_FAMILY = "answer_format"  # the harmless family with the most pairs (6)
+
+
+def regression_flip_case(kind: str, increase: float, flip: float = 0.05) -> Case:
+    pairs = FAMILY_PAIRS[REGRESSION_FAMILY]
+
+    def draw(rng, n, thresholds):
+        new, names = sim.flip_pair_grid(rng, n, flip + increase, pairs, accuracy=0.8, refusal=REFUSAL)
+        old, _ = sim.flip_pair_grid(rng, n, flip, pairs, accuracy=0.8, refusal=REFUSAL)
+        variants = [PromptVariant(b, "", "yes_no") for b, _ in names]
+        variants += [PromptVariant(p, "", "yes_no", perturbs=((REGRESSION_FAMILY, b),)) for b, p in names]
+        return new, old, variants
+
+    return Case("regression[flip_rate]", kind, increase, draw,
+                lambda x, th: regression.evaluate(x[0], x[1], x[2], "flip_rate", th))
+
+
+def regression_swing_case(kind: str, increase: float, swing: float = 0.05) -> Case:
+    """The previous version swings `swing` (noise-free), the new one adds `increase` in
+    quadrature: sqrt(swing² + increase²) (the test's estimand)."""
+    def draw(rng, n, thresholds):
+        spec = lambda s: sim.GridSpec(_accuracy_for_ba(evenly_spread(0.78, s)), np.full(K, REFUSAL), REDRAW)  # noqa: E731
+        return _versions(rng, n, spec(swing), spec(float(np.hypot(swing, increase))))
+
+    return Case("regression[accuracy_swing]", kind, increase, draw,
+                lambda x, th: regression.evaluate(x[0], x[1], [], "accuracy_swing", th))
+
+
+def regression_gap_case(kind: str, increase: float, gap: float = 0.03, vqa_ba: float = 0.70) -> Case:
+    """Each version's descriptions recover `gap` (previous) or `gap + increase` (new) more BA
+    than its direct answers; the direct answers are equally good."""
+    def draw(rng, n, thresholds):
+        vqa = sim.GridSpec(np.full(K, _coin_flip_accuracy(vqa_ba)), np.full(K, REFUSAL), REDRAW)
+        desc = lambda g: sim.GridSpec(np.full(6, _coin_flip_accuracy(vqa_ba + g)), np.full(6, REFUSAL), REDRAW)  # noqa: E731
+        new_vqa, old_vqa = _versions(rng, n, vqa, vqa)
+        names = [f"d{j}" for j in range(6)]
+        old_desc = sim.closed_grid(rng, n, desc(gap), names, latent=rng.random(2 * n))
+        new_desc = sim.closed_grid(rng, n, desc(gap + increase), names, latent=rng.random(2 * n))
+        return new_desc, new_vqa, old_desc, old_vqa
+
+    return Case("regression[knowledge_gap]", kind, increase, draw,
+                lambda x, th: regression.evaluate_gap(x[0], x[1], x[2], x[3], th))
+
+
 def probe_case(kind: str, auroc: float) -> Case:
     def draw(rng, n, thresholds):
         per_class = int(thresholds.embedding_separability["images_per_class"])
@@ -268,6 +340,24 @@ def closed_cases() -> list[Case]:
               blind_case("threshold", 0.55, 1.0), blind_case("robust", 0.5 * (1 - REFUSAL), 0.2),
               blind_case("fragile", 0.65, 1.0)]
     return cases
+
+
+def regression_cases(margins: dict | None = None) -> list[Case]:
+    """The regression group's checks (a model that names a previous version): at the margin,
+    no change (robust) and twice the margin (fragile). Not in the whole-run study, whose
+    subject is a model without a previous version."""
+    m = margins or Thresholds().regression
+    out = []
+    for make, key in ((regression_ba_case, "max_ba_loss"), (regression_refusal_case, "max_refusal_increase"),
+                      (regression_flip_case, "max_flip_increase"), (regression_swing_case, "max_swing_increase"),
+                      (regression_gap_case, "max_gap_increase")):
+        out += [make("threshold", m[key]), make("robust", 0.0), make("fragile", 2 * m[key])]
+    return out
+
+
+def table_cases() -> list[Case]:
+    """The per-test table's cases: every behaviour test's, the regression group's included."""
+    return closed_cases() + regression_cases()
 
 
 def probe_cases() -> list[Case]:

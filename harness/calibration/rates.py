@@ -22,8 +22,9 @@ COMMAND = "python bench/calibration.py --whole-run --write"
 
 def design_key(thresholds, n_per_class: int) -> str:
     """What the rates depend on: every statistical threshold and the first look (not the
-    generation settings, which change answers, not how they are judged)."""
-    values = {k: v for k, v in dataclasses.asdict(thresholds).items() if k != "generation"}
+    generation settings, which change answers, not how they are judged, nor the
+    [regression] margins: the whole run simulates a model that names no previous version)."""
+    values = {k: v for k, v in dataclasses.asdict(thresholds).items() if k not in ("generation", "regression")}
     payload = json.dumps({"thresholds": values, "n_per_class": int(n_per_class)}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 

@@ -65,7 +65,7 @@ def _count(case: C.Case, n: int, subjects: int, thresholds: Thresholds, run=None
 
 def _closed_job(args) -> Cell:
     index, n, subjects = args
-    return _count(C.closed_cases()[index], n, subjects, Thresholds())
+    return _count(C.table_cases()[index], n, subjects, Thresholds())
 
 
 def _probe_job(args) -> Cell:
@@ -143,7 +143,7 @@ _LIMITS = None
 def run_study(sizes: list[int], default_n: int, budget: Budget, workers: int = 2) -> dict:
     """Every case at every size; returns cells, hint checks and the seconds it took."""
     start = time.perf_counter()
-    cases = C.closed_cases()
+    cases = C.table_cases()
     closed = [(i, n, budget.closed(cases[i].kind, n, default_n)) for i in range(len(cases)) for n in sizes]
     closed.sort(key=lambda job: -job[1] * job[2])  # largest first: the pool ends together
     with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread) as pool:

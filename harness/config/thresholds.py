@@ -82,6 +82,8 @@ SCHEMA: dict[str, dict[str, Param]] = {
                                                  "previous one"),
         "max_refusal_increase": Param(0.03, 0.0, 1.0, doc="margin for the refusal rate, " + _UNIT),
         "max_flip_increase": Param(0.03, 0.0, 1.0, doc="margin for the answer flip rate, " + _UNIT),
+        "max_swing_increase": Param(0.10, 0.0, 1.0, doc="margin for the noise-free accuracy swing, " + _UNIT),
+        "max_gap_increase": Param(0.10, 0.0, 1.0, doc="margin for the knowledge gap, " + _UNIT),
     },
     "prompt_sensitivity": {
         "max_true_accuracy_swing": Param(0.10, 0.0, 1.0, doc="noise-free swing of BA over variants, " + _UNIT),

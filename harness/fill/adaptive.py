@@ -70,6 +70,6 @@ def _needs_of(suite, undecided: dict) -> dict:
         for spec, _ in specs:
             needs.setdefault((model, task), set()).update(spec.stages)
             other = getattr(suite.model(model), spec.other, None) if spec.other else None
-            if other:
-                needs.setdefault((other, task), set()).add("closed")
+            if other:  # the other model is read the same way (the previous version's descriptions too)
+                needs.setdefault((other, task), set()).update(spec.stages)
     return needs

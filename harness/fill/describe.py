@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..config.prompts import render_text
 from ..core import GenerationRequest, ImageItem, TaskSpec, TextTemplate
-from ..parsing import parse_yes_no
+from ..answers.parsing import parse_yes_no
 from .closed_form import BackendHandle, _load_images
 from ..store import ResponseStore, cache_key
 

@@ -1,6 +1,6 @@
 """Prompts for the optional LLM judge and the reading of its reply (SPEC §6 --judge).
 
-The judge only sees answers the deterministic parser (harness/parsing.py) could not
+The judge only sees answers the deterministic parser (harness/answers/parsing.py) could not
 classify. Two things make its prompt careful:
 
 - Polarity. "Yes" to "Is this image normal?" asserts the negative class. The judge is

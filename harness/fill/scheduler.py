@@ -21,7 +21,7 @@ from ..core import HarnessError, NotApplicable
 from .describe import description_table, fill_descriptions, fill_diagnoses
 from .embed import fill_embeddings
 from .served_check import check_served_identity
-from ..parsing import parse_answer
+from ..answers.parsing import parse_answer
 from ..store import cache_key
 from .closed_form import BackendHandle, build_table, fill_closed_form, judge_unclassified, unclassified_cells
 

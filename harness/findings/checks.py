@@ -62,6 +62,11 @@ def no_regression(s: Subject, metric: str) -> Verdict:
     return regression.evaluate(s.grid, s.previous_grid(), s.variants, metric, s.thresholds)
 
 
+def no_knowledge_gap_regression(s: Subject) -> Verdict:
+    return regression.evaluate_gap(s.description_grid(), s.grid, s.previous_description_grid(), s.previous_grid(),
+                                   s.thresholds)
+
+
 def answers_depend_on_image(s: Subject) -> Verdict:
     return image_reliance.answers_depend_on_image(s.grid, s.blank_grid(), s.thresholds)
 
@@ -74,7 +79,7 @@ def no_answer_without_image(s: Subject) -> Verdict:
 # content-free images are shown (or not ruled out) to be above chance, the class may come
 # from the prompt or a text prior and not from the image, and these verdicts say so.
 ACCURACY_CHECKS = frozenset({above_chance, finetuning_gain, accuracy_swing, no_suppressed_knowledge,
-                             answers_use_encoder_signal, no_regression})
+                             answers_use_encoder_signal, no_regression, no_knowledge_gap_regression})
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ BY_TEST: dict[str, CheckSpec] = {
     "test_encoder_separates_classes": CheckSpec(encoder_separates_classes, frozenset({"embed"})),
     "test_answers_use_encoder_signal": CheckSpec(answers_use_encoder_signal, frozenset({"closed", "embed"})),
     "test_no_regression": CheckSpec(no_regression, frozenset({"closed"}), "previous"),
+    "test_no_knowledge_gap_regression": CheckSpec(no_knowledge_gap_regression, frozenset({"closed", "describe"}),
+                                                  "previous"),
     "test_answers_depend_on_image": CheckSpec(answers_depend_on_image, frozenset({"closed", "blank"})),
     "test_no_answer_without_image": CheckSpec(no_answer_without_image, frozenset({"closed", "blank"})),
 }

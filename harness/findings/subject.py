@@ -73,8 +73,17 @@ class Subject:
         return ("blank", self.model.name, self.task.key, first) in self.suite.results
 
     def description_grid(self) -> Grid:
-        table = self.suite.description_table(self.model.name, self.task.key, self.factory, n=self.n_per_class)
-        return checked_grid(self.model.name, self.task.key, table, self.suite)
+        return self._descriptions(self.model.name)
+
+    def previous_description_grid(self) -> Grid:
+        """The previous version's descriptions of the same images, read by the same diagnoser."""
+        if not self.model.previous:
+            raise NotApplicable(f"{self.model.name} names no previous version")
+        return self._descriptions(self.model.previous)
+
+    def _descriptions(self, name: str) -> Grid:
+        table = self.suite.description_table(name, self.task.key, self.factory, n=self.n_per_class)
+        return checked_grid(name, self.task.key, table, self.suite)
 
     def embeddings(self):
         return self.suite.embeddings(self.model.name, self.task.key, self.factory, n=self.n_per_class)

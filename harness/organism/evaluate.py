@@ -5,7 +5,7 @@ Not the suite (no confidence bounds): a point-estimate table printed by
 whether the models learnt, whether accuracy falls with task difficulty, and where
 answers depend on the wording. It loads each saved folder through HFBackend and asks
 the 12 closed-form variants of the registry about held-out images generated exactly
-as the suite generates them (seed 42, indices 0..n-1), parsed with harness.parsing.
+as the suite generates them (seed 42, indices 0..n-1), parsed with harness.answers.parsing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from harness.core import GenerationRequest, ModelSpec
 from harness.data.synthetic import generate_image
-from harness.parsing import parse_answer
+from harness.answers.parsing import parse_answer
 
 from .config import EVAL_SEED
 from .med_data import MED_TASKS

@@ -54,7 +54,7 @@ FINDING_STAGES = {
     "near_random": {"closed"},
     "prompt_sensitivity": {"closed"},
     "finetune_gain": {"closed"},
-    "regression": {"closed"},
+    "regression": {"closed"},  # the knowledge-gap regression adds "describe" (its BY_TEST stages)
     "description_recovery": {"closed", "describe"},
     "embedding_separability": {"closed", "embed"},
     "image_reliance": {"closed", "blank"},
@@ -62,7 +62,9 @@ FINDING_STAGES = {
 
 
 def stage_needs(items, suite) -> dict:
-    """{(model, task): stages} for the selected items; finetune_gain also needs the base."""
+    """{(model, task): stages} for the selected items: the finding's stages and the test's
+    own (BY_TEST); the base model of finetune_gain is asked the closed questions, the
+    previous version of a regression test what that test reads of the new one."""
     needs: dict = {}
     for item in items:
         subject = subject_of(item)
@@ -70,13 +72,14 @@ def stage_needs(items, suite) -> dict:
             continue
         model, task, _ = subject
         finding = finding_of(item)
-        needs.setdefault((model, task), set()).update(FINDING_STAGES.get(finding, {"closed"}))
-        base = suite.registry.models[model].base_model if model in suite.registry.models else None
-        if finding == "finetune_gain" and base:
-            needs.setdefault((base, task), set()).add("closed")
-        previous = suite.registry.models[model].previous if model in suite.registry.models else None
-        if finding == "regression" and previous:
-            needs.setdefault((previous, task), set()).add("closed")
+        spec = BY_TEST.get(getattr(item, "originalname", None) or item.name)
+        stages = set(FINDING_STAGES.get(finding, {"closed"})) | (set(spec.stages) if spec else set())
+        needs.setdefault((model, task), set()).update(stages)
+        entry = suite.registry.models.get(model)
+        if finding == "finetune_gain" and entry is not None and entry.base_model:
+            needs.setdefault((entry.base_model, task), set()).add("closed")
+        if finding == "regression" and entry is not None and entry.previous:
+            needs.setdefault((entry.previous, task), set()).update(stages)
     return needs
 
 

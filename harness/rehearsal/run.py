@@ -110,7 +110,7 @@ def rehearse(name: str, folder: Path, *, device: str = "cpu", dtype: Optional[st
 def _closed_form(backend, handle, store, task, items) -> dict:
     from harness.config.registry import load_registry
     from harness.fill.closed_form import fill_closed_form
-    from harness.parsing import parse_answer
+    from harness.answers.parsing import parse_answer
 
     registry = load_registry()
     images = {item.image_id: item.load() for item in items}

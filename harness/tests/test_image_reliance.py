@@ -31,7 +31,7 @@ from harness.fill.closed_form import BackendHandle, build_table, fill_closed_for
 from harness.findings.grid import Grid, grid_from_table, weights_for
 from harness.findings.image_reliance import (aligned, answers_depend_on_image, blind_balanced_accuracy,
                                              no_answer_without_image, unchanged_share)
-from harness.parsing import parse_answer
+from harness.answers.parsing import parse_answer
 from harness.store import ResponseStore
 
 from .simulated_subjects import RobustSubject

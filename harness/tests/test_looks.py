@@ -203,6 +203,9 @@ def test_the_next_look_brings_the_base_models_answers_for_a_gain_check(built_cac
     assert needs == {("organism-gemma-med", TASK): {"closed", "describe"}, ("organism-gemma-base", TASK): {"closed"}}
     needs = _needs_of(suite, {("organism-gemma-med-v2", TASK): [(BY_TEST["test_no_regression"], {"metric": "x"})]})
     assert needs == {("organism-gemma-med-v2", TASK): {"closed"}, ("organism-gemma-med", TASK): {"closed"}}
+    needs = _needs_of(suite, {("organism-gemma-med-v2", TASK): [(BY_TEST["test_no_knowledge_gap_regression"], {})]})
+    both = {"closed", "describe"}  # the previous version's descriptions are read too
+    assert needs == {("organism-gemma-med-v2", TASK): both, ("organism-gemma-med", TASK): both}
 
 
 def test_every_behaviour_test_names_its_check():

@@ -1,7 +1,7 @@
 """Tests of the deterministic answer parser: tricky examples and invariance properties.
 
 The measurement on real model answers is in test_parsing_corpus.py; the examples here pin
-the decisions of harness/parsing.py one by one.
+the decisions of harness/answers/parsing.py one by one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from harness.core import PromptVariant, TaskSpec
-from harness.parsing import PARSER_VERSION, parse_answer, parse_choice, parse_yes_no
+from harness.answers.parsing import PARSER_VERSION, parse_answer, parse_choice, parse_yes_no
 
 
 def _task(key: str, positive: str, negative: str) -> TaskSpec:
@@ -38,7 +38,7 @@ task_keys = st.sampled_from(sorted(TASKS))
 
 
 def test_parser_version_is_an_int():
-    assert PARSER_VERSION == 2  # 2: issue 11, hedges judged per sentence, verdicts and statements read
+    assert PARSER_VERSION == 3  # 2: issue 11, hedges judged per sentence, verdicts and statements read; 3: issue 21, what a hedge is about, the question's claim stated back
 
 
 # ---------------------------------------------------------------- tricky examples
@@ -353,3 +353,102 @@ def test_hedge_in_a_later_sentence_keeps_the_answer(key, word, lead, tail):
 def test_parser_never_raises(text, key, variant):
     assert parse_answer(text, variant, TASKS[key]) in ("positive", "negative", "refused")
     assert parse_yes_no(text) in ("yes", "no", None)
+
+
+# ---- issue 21: answers read as a clinician reads them --------------------------------
+# Kind 1: a committed answer followed by a caveat about something else (its cause, kind,
+# details, a definitive diagnosis, an AI disclaimer) stays committed; a caveat about the
+# finding asked, or a doubt about the answer itself, still withdraws it.
+FINDINGS = [("a focal mass", "focal mass"), ("a skull fracture", "skull fracture"), ("pneumonia", "pneumonia"),
+            ("a pleural effusion", "pleural effusion"), ("an obscured diaphragm", "obscured diaphragm")]
+OTHER_CAVEATS = [
+    ", which is a large, white and possibly cancerous lump.",
+    ", making it difficult to see the entire structure.",
+    ". However, the exact nature of the lesion cannot be determined solely from the image.",
+    ". It is difficult to provide a definitive diagnosis without more information.",
+    ". It's important to note that I am an AI and cannot provide medical diagnoses.",
+    ". Further diagnostic tests would be necessary to determine its cause.",
+    ". This could be due to an infection, inflammation or a tumor.",
+]
+ANSWER_DOUBTS = [
+    ". However, it is difficult to determine whether there is {f} from this image.",
+    ". I am not sure.",
+    ", which could be {f}.",
+]
+
+
+def _finding_task(name: str) -> TaskSpec:
+    return _task("finding", name, f"no {name}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(finding=st.sampled_from(FINDINGS), word=st.sampled_from(["Yes", "No"]), caveat=st.sampled_from(OTHER_CAVEATS),
+       polarity=st.sampled_from(["positive", "negative"]))
+def test_a_caveat_about_something_else_keeps_the_answer(finding, word, caveat, polarity):
+    article, name = finding
+    variant = PromptVariant("q", f"Is there {article} in this image?", "yes_no", yes_means=polarity)
+    verb = "there is" if word == "Yes" else "there is no"
+    text = f"{word}, {verb} {name} in the image{caveat}"
+    said = polarity if word == "Yes" else ("negative" if polarity == "positive" else "positive")
+    assert parse_answer(text, variant, _finding_task(name)) == said
+
+
+@settings(max_examples=150, deadline=None)
+@given(finding=st.sampled_from(FINDINGS), word=st.sampled_from(["Yes", "No"]), doubt=st.sampled_from(ANSWER_DOUBTS))
+def test_a_doubt_about_the_finding_asked_still_withdraws_the_answer(finding, word, doubt):
+    article, name = finding
+    variant = PromptVariant("q", f"Is there {article} in this image?", "yes_no", yes_means="positive")
+    text = f"{word}, there is a shadow in the image{doubt.format(f=name)}"
+    assert parse_answer(text, variant, _finding_task(name)) == "refused"
+
+
+def test_without_the_finding_every_hedge_and_doubt_withdraws_as_before():
+    text = "Yes, the diaphragm is obscured in the image, making it difficult to see the entire structure."
+    assert parse_yes_no(text) is None
+    task = _finding_task("obscured diaphragm")
+    variant = PromptVariant("q", "Is the diaphragm obscured?", "yes_no", yes_means="positive")
+    assert parse_answer(text, variant, task) == "positive"
+
+
+# Kind 2: no yes or no, but the question's own claim stated back: read against the
+# question's words (the rendered prompt), not only the task's class names.
+ORGANS = ["liver", "brain", "right hemidiaphragm", "left kidney", "appendix"]
+MODALITIES = ["CT scan", "MRI image", "chest X-ray", "image"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(organ=st.sampled_from(ORGANS), modality=st.sampled_from(MODALITIES),
+       verb=st.sampled_from(["appears to be", "is", "looks", "is considered"]))
+def test_a_normality_claim_stated_back_reads_against_the_question(organ, modality, verb):
+    task = _task("t", "abnormal", "normal")  # class names that never appear in the answers
+    variant = PromptVariant("normal", f"Is the {organ} normal?", "yes_no", yes_means="negative")
+    assert parse_answer(f"The {organ} {verb} normal in the {modality}.", variant, task) == "negative"
+    assert parse_answer(f"The {organ} is not normal in the {modality}.", variant, task) == "positive"
+    assert parse_answer(f"The {organ} {verb} normal, but there may be a lesion.", variant, task) == "refused"
+    inverted = PromptVariant("abnormal", f"Is the {organ} abnormal?", "yes_no", yes_means="positive")
+    assert parse_answer(f"The {organ} {verb} abnormal in the {modality}.", inverted, task) == "positive"
+
+
+@settings(max_examples=200, deadline=None)
+@given(part=st.sampled_from(["rib", "skull", "femur", "clavicle"]), modality=st.sampled_from(MODALITIES),
+       lead=st.sampled_from(["", "Based on the image, ", "According to the image, "]))
+def test_a_finding_stated_in_the_question_terms_is_read(part, modality, lead):
+    task = _task("t", "fracture", "no fracture")
+    variant = PromptVariant("q", f"Is there a {part} fracture?", "yes_no", yes_means="positive")
+    assert parse_answer(f"{lead}the {modality} does not show any signs of a {part} fracture.", variant,
+                        task) == "negative"
+    assert parse_answer(f"{lead}there is no sign of a {part} fracture.", variant, task) == "negative"
+    assert parse_answer(f"{lead}there is a fracture of the right {part}.", variant, task) == "positive"
+    assert parse_answer(f"{lead}the {part}s are fractured in the {modality}.", variant, task) == "positive"
+    # a request or a question that names the claim states nothing
+    assert parse_answer(f"Please evaluate the {modality} for the presence or absence of a {part} fracture.",
+                        variant, task) == "refused"
+
+
+def test_the_question_words_leave_out_the_medium_and_function_words():
+    from harness.answers.question import question_words
+
+    assert question_words("In the given abdomen CT scan, is thickened stomach wall present?") == {
+        "thicken", "stomach", "wall"}
+    assert question_words("Are the temporal bones fractured? Answer with one word.") == {"temporal", "bon", "fractur"}
+    assert question_words("Is this chest X-ray image normal?") == {"normal"}  # one word: left to the statements

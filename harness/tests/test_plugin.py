@@ -91,8 +91,9 @@ def test_markers_select_by_task(suite_dir):
     ids = [line for line in result.outlines if "::" in line]
     assert ids and all("histopathology" in line for line in ids)
     # five default models × (near_random + 2 swings + 4 invariance + description + 2 embedding + 2 image
-    # reliance), plus finetune_gain for the three medical variants and 3 regression metrics for the version pair
-    assert len(ids) == 5 * (1 + 2 + 4 + 1 + 2 + 2) + 3 + 3
+    # reliance), plus finetune_gain for the three medical variants and, for the version pair, 4 regression
+    # metrics and the knowledge-gap regression
+    assert len(ids) == 5 * (1 + 2 + 4 + 1 + 2 + 2) + 3 + 4 + 1
 
 
 def test_markers_select_by_finding_and_model(suite_dir):

@@ -10,7 +10,7 @@ from harness.config.registry import load_registry
 from harness.core import HarnessError, ImageItem
 from harness.data.sources import load_synthetic
 from harness.fill.judge import judge_messages
-from harness.parsing import parse_answer
+from harness.answers.parsing import parse_answer
 from harness.fill.closed_form import (
     BackendHandle,
     build_table,

@@ -30,7 +30,7 @@ from harness.fill.served_check import check_served_identity
 from harness.serve import start_server
 from harness.store import ResponseStore
 
-from .test_reliability_support import TASK, make_suite_dir, run_suite, summary
+from .test_reliability_support import make_suite_dir, run_suite, summary
 
 pytest_plugins = ["pytester"]
 

@@ -83,6 +83,7 @@ def test_the_other_stages_are_read_at_the_subjects_look(suite):
         assert descriptions.image_ids == s.grid.image_ids
         assert len(descriptions.variants) == len(suite.registry.describe_prompts) * len(
             suite.registry.diagnoser_templates)
+        assert s.previous_description_grid().image_ids == s.grid.image_ids  # the gap regression's other arms
     with pytest.raises(NotApplicable, match="no vision encoder"):
         subject(suite).embeddings()
     plain = subject(suite, model="oracle-base")
@@ -90,6 +91,8 @@ def test_the_other_stages_are_read_at_the_subjects_look(suite):
         plain.base_grid()
     with pytest.raises(NotApplicable, match="names no previous version"):
         plain.previous_grid()
+    with pytest.raises(NotApplicable, match="names no previous version"):
+        plain.previous_description_grid()
 
 
 @pytest.mark.parametrize("look", [0, 1])
@@ -110,6 +113,8 @@ def test_every_check_is_its_finding_on_the_subjects_data(suite, look):
     same(checks.no_suppressed_knowledge(s), description_recovery.evaluate(s.description_grid(), s.grid, th))
     for metric in regression.METRICS:
         same(checks.no_regression(s, metric), regression.evaluate(s.grid, s.previous_grid(), s.variants, metric, th))
+    same(checks.no_knowledge_gap_regression(s),
+         regression.evaluate_gap(s.description_grid(), s.grid, s.previous_description_grid(), s.previous_grid(), th))
     for check in (checks.encoder_separates_classes, checks.answers_use_encoder_signal):
         with pytest.raises(NotApplicable):
             check(s)
@@ -208,7 +213,9 @@ def test_the_fill_extends_an_undecided_check_with_the_models_it_compares_with(su
                           progress=lambda label, done, total: labels.append(label))
     assert extended == {1: [("oracle", TASK)]}
     assert undecided.calls == [(FIRST, {"family": "polarity"})] and decided.calls == [(FIRST, {})]
-    for key in (("closed", "oracle", TASK, LAST), ("describe", "oracle", TASK, LAST), ("closed", "oracle-base", TASK, LAST)):
+    # the model it compares with is read as the check reads the subject: its descriptions too
+    for key in (("closed", "oracle", TASK, LAST), ("describe", "oracle", TASK, LAST), ("closed", "oracle-base", TASK, LAST),
+                ("describe", "oracle-base", TASK, LAST)):
         assert key in suite.results, key
     assert "oracle × brain_tumor (look at 8 per class)" in labels
 

@@ -24,7 +24,7 @@ from harness.backends.hf_batch import hit_token_cap
 from harness.config.registry import load_registry
 from harness.core import GenerationRequest
 from harness.data.sources import load_synthetic
-from harness.parsing import parse_answer
+from harness.answers.parsing import parse_answer
 from harness.results import answer_counts
 from harness.fill.closed_form import BackendHandle, build_table, fill_closed_form
 from harness.serve import start_server

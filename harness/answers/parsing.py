@@ -6,7 +6,7 @@ sentence, which a few rules classify exactly, reproducibly and for free; only wh
 rules cannot classify is worth a judge call (SPEC §6 --judge).
 
 Why these rules: they are measured on real answers of LLaVA, LLaVA-Med v1.0/v1.5,
-MedGemma and CheXagent (fixtures/answers, `python -m harness.parsing_eval`), and they
+MedGemma and CheXagent (fixtures/answers, `python -m harness.answers.evaluate`), and they
 read them as a careful person does. A wrong label invents a finding the model never
 reported, so the parser stays conservative: what it cannot read with confidence is
 "refused" (SPEC §3), never a guess.
@@ -21,14 +21,21 @@ How an answer is read (yes/no questions):
    answer word that opens a sentence ("Yes, there is ...", "No.") or stands alone
    between punctuation ("Based on the image, **no**, ...") is the answer. Both words
    ("Yes... no", "yes or no") give no answer.
-3. Hedges are judged where they matter. Any hedge (possibly, may, might, could be,
-   suggestive of, consult ...) in the sentence that gives the answer withdraws it:
-   "Yes, ..., which could be a renal cyst" is refused. Outside that sentence a soft hedge
+3. Hedges are judged where they matter, and by what they are about (harness/answers/
+   question.py). Any hedge (possibly, may, might, could be, suggestive of, consult ...) in
+   the answer's own clause withdraws it; in a trailing clause of its sentence (", which
+   ...", ", making ...") only when that clause speaks of the finding asked: "Yes, ...,
+   which could be a renal cyst" to "a renal cyst?" is refused, "Yes, there is a focal
+   mass, which is a possibly cancerous lump" is yes. Outside that sentence a soft hedge
    only explains ("Yes, there is a mass. This could indicate ...") and the answer stands.
    Doubt about the answer itself ("difficult to definitively determine", "cannot
    determine", "not sure", "I'm sorry") refuses wherever it stands, unless an explicit
-   verdict comes after it: MedGemma's "It is difficult to definitively determine ...
-   Therefore, the answer is no." commits to no.
+   verdict comes after it (MedGemma's "It is difficult to definitively determine ...
+   Therefore, the answer is no." commits to no), and unless it is about something else:
+   the cause, type, nature or details of the finding, a definitive diagnosis, an AI
+   disclaimer ("the exact nature of the mass cannot be determined", "I am an AI and
+   cannot provide medical diagnoses"); from its hedge on, "whether", "if", "presence"
+   bring it back to the answer.
 4. Statements, when no answer word is given. A first clause that is exactly a class name
    ("Pneumonia.", "No tumor") is that class. A denied finding ("There is no evidence of
    an aortic aneurysm", "there are no obvious signs of pneumonia", "cardiomegaly is not
@@ -45,7 +52,14 @@ How an answer is read (yes/no questions):
    question about abnormality or normality (the variant's template says "normal"), a
    denial is refused when another sentence reports a finding ("No tumor is seen. There
    is a large effusion."); so is "appears normal" in any question.
-5. A yes/no word and a class statement that disagree give "refused" ("Tumor? No.").
+5. The question's claim stated back, when no answer word is given: the content words of
+   the question as the model read it (the rendered prompt, its medium and function words
+   left out: "Are the temporal bones fractured?" -> temporal, bone, fracture) all in one
+   plain clause assert it ("The temporal bones are fractured in the image"), a negation
+   denies it ("The liver is not normal" to "Is the liver normal?"; "no sign of a skull
+   fracture"). It is a yes or a no to that question, so it goes through yes_means; it
+   must agree with the statements of 4. Questions of one content word are left to 4.
+6. A yes/no word and a class statement that disagree give "refused" ("Tumor? No.").
 
 Choice questions: an option letter asserted by form ("B", "(B)", "Option B", "the answer
 is B") or an option text stated as the answer; the longer option text wins when one
@@ -70,15 +84,14 @@ from __future__ import annotations
 import re
 from typing import Iterable, Optional
 
-from .core import PromptVariant, TaskSpec
-from .parsing_rules import (ABNORMALITY_WORDS, AFFIRMED_AFTER_RE, ARTICLE_RE, BOTH_LETTERS_RE, CLAUSE_SPLIT_RE,
-                            CLAUSE_STARTERS, CONDITIONAL_RE, COORDINATORS, FILLER_RE, FINDING_NOUNS,
-                            GENERIC_NORMAL_NAMES, GLOBAL_SUBJECTS, LETTER_FOLLOWERS, LETTER_RE, LIST_MARKS,
-                            MENTION_NEGATORS, NEGATION_BREAKERS, NEGATION_WINDOW, NEGATORS, NORMAL_STATEMENT_RE,
-                            POST_NEGATION_RE, TRAILING_RE, VERDICT_RE, WORD_RE, hedged, is_word, name_pattern,
-                            normalize, sentences, strip_prefix, strong_hedged, tokens, yes_no_word)
+from ..core import PromptVariant, TaskSpec
+from .question import answer_withdrawn, doubts_answer, finding_patterns, question_of, question_words, restated
+from .rules import (ARTICLE_RE, BOTH_LETTERS_RE, CLAUSE_SPLIT_RE, CLAUSE_STARTERS, FILLER_RE, LETTER_FOLLOWERS,
+                    LETTER_RE, MENTION_NEGATORS, TRAILING_RE, VERDICT_RE, WORD_RE, hedged, is_word, normalize,
+                    sentences, strip_prefix, strong_hedged, tokens, yes_no_word)
+from .statements import statement
 
-PARSER_VERSION = 2
+PARSER_VERSION = 3
 
 # ---------------------------------------------------------------- yes / no words
 
@@ -123,10 +136,11 @@ def _answer_words(sents: list[str]) -> list[tuple[str, int, bool]]:
     return hits
 
 
-def _yes_no(sents: list[str]) -> tuple[Optional[str], bool]:
+def _yes_no(sents: list[str], about: Optional[list] = None) -> tuple[Optional[str], bool]:
     """(answer, whether any answer word was given). The answer is None when the words
     disagree or are hedged; the flag keeps a withdrawn answer from being re-read as a
-    statement."""
+    statement. `about` (patterns of the finding asked) lets a hedge or doubt about
+    something else leave the answer standing (harness.answers.question)."""
     hits = _answer_words(sents)
     if not hits:
         return None, False
@@ -134,18 +148,19 @@ def _yes_no(sents: list[str]) -> tuple[Optional[str], bool]:
         return None, True
     verdicts = [i for _, i, is_verdict in hits if is_verdict]
     at = verdicts[-1] if verdicts else hits[0][1]
-    if hedged(sents[at]):
+    if answer_withdrawn(sents[at], about):
         return None, True
-    doubts = sents[at + 1:] if verdicts else sents
-    if any(strong_hedged(s) for s in doubts):
+    doubts = sents[at + 1:] if verdicts else sents[:at] + sents[at + 1:]
+    if any(doubts_answer(s, about) for s in doubts):
         return None, True
     return hits[0][0], True
 
 
-def parse_yes_no(text: str) -> Optional[str]:
-    """"yes", "no", or None for a hedge, a refusal, both answers or no answer word at all."""
+def parse_yes_no(text: str, about: Optional[list] = None) -> Optional[str]:
+    """"yes", "no", or None for a hedge, a refusal, both answers or no answer word at all.
+    Without `about` every hedge in the answer's sentence and every strong doubt withdraws it."""
     s = normalize(text)
-    return _yes_no(sentences(s))[0] if s else None
+    return _yes_no(sentences(s), about)[0] if s else None
 
 
 # ---------------------------------------------------------------- option choice
@@ -242,110 +257,6 @@ def _class_answer(sents: list[str], task: TaskSpec) -> Optional[str]:
     return hits[0] if len(hits) == 1 else None
 
 
-def _asserts(sent: str) -> bool:
-    """Questions, requests ("Please evaluate ...") and "presence or absence of X" state nothing."""
-    return not (sent.endswith("?") or sent.startswith("please ") or "presence or absence" in sent
-                or "presence or the absence" in sent)
-
-
-def _polarity(sent: str, start: int, end: int) -> str:
-    """How a mention is stated: "negative" when a negation governs it ("no evidence of X",
-    "does not show any X", "X is not present"), "positive" when none is in sight, "unclear"
-    when a negation stands earlier in the clause but too far to be sure it reaches the
-    mention ("no evidence of pneumothorax, pleural effusion, or pneumonia")."""
-    if POST_NEGATION_RE.match(sent[end:]):
-        return "negative"
-    scope: list[str] = []  # the clause before the mention, nearest token first
-    for tok in reversed([t for t in tokens(sent[:start]) if is_word(t) or t in ",;"]):
-        if tok in NEGATION_BREAKERS:
-            break
-        scope.append(tok)
-    for i, tok in enumerate(scope):
-        if tok in NEGATORS:
-            between = scope[:i]
-            if sum(map(is_word, between)) > NEGATION_WINDOW or COORDINATORS.intersection(between):
-                return "unclear"
-            if LIST_MARKS.intersection(between) and AFFIRMED_AFTER_RE.match(sent[end:]):
-                return "unclear"
-            return "negative"
-    return "positive"
-
-
-def _mentions(sent: str, patterns: Iterable[Optional[re.Pattern]]) -> list[str]:
-    """The polarity of every mention of a name in the sentence."""
-    return [_polarity(sent, m.start(), m.end()) for p in patterns if p for m in p.finditer(sent)]
-
-
-def _task_words(task: TaskSpec) -> set[str]:
-    """Content words of the task's names and modality ("abnormal liver" -> liver, "a brain tumor",
-    "brain MRI" -> brain, tumor): the organs a normal statement may be about."""
-    text = " ".join(normalize(x) for x in (task.positive_name, task.negative_name, task.disease, task.modality))
-    generic = {"abnormal", "abnormality", "normal", "finding", "findings", "evidence", "signs", "present"}
-    return {w for w in re.findall(r"[^\W\d_]{4,}", text) if w not in generic}
-
-
-def _normal_statement(sent: str, subjects: set[str]) -> bool:
-    """"appears normal / unremarkable / healthy", said of the whole study or of an organ
-    the task names ("The liver appears to be normal" to "Is the liver normal?")."""
-    for m in NORMAL_STATEMENT_RE.finditer(sent):
-        if m.group(0).startswith("no "):
-            return True
-        # "a normal chest x-ray", "normal appearance": the words after "normal" name it;
-        # "the liver appears to be normal": the words before the verb do.
-        said_of = m.group("obj") if m.group("obj") else sent[: m.start()]
-        if set(re.findall(r"[\w\-]+", said_of)) & (GLOBAL_SUBJECTS | subjects):
-            return True
-    return False
-
-
-def _reports_finding(sents: list[str], own: list[Optional[re.Pattern]]) -> bool:
-    """Whether any sentence reports a finding other than the task's own (or may do so):
-    the veto on "no" answers to questions about abnormality or normality."""
-    pats = [name_pattern(n) for n in FINDING_NOUNS]
-    for sent in sents:
-        if not _asserts(sent):
-            continue
-        for p in own:
-            if p:
-                sent = p.sub(lambda m: "\x00" * len(m.group(0)), sent)
-        if any(pol != "negative" for pol in _mentions(sent, pats)):
-            return True
-    return False
-
-
-def _statement(sents: list[str], variant: PromptVariant, task: TaskSpec) -> Optional[str]:
-    """The label asserted by statements about the finding, or None (see the module doc, 4)."""
-    positive = [name_pattern(task.positive_name), name_pattern(task.disease)]
-    generic_positive = any(w in normalize(task.positive_name) for w in ("abnormal", "pathology"))
-    abnormal = [name_pattern(w) for w in ABNORMALITY_WORDS]
-    if generic_positive:
-        positive += abnormal
-    neg_name = normalize(task.negative_name)
-    negative = [] if neg_name in GENERIC_NORMAL_NAMES or neg_name.startswith("no ") else [name_pattern(neg_name)]
-    subjects = _task_words(task)
-    found: list[str] = []
-    normal_only = True
-    for sent in sents:
-        if not _asserts(sent) or hedged(sent) or CONDITIONAL_RE.search(sent):
-            continue  # only plain assertions about this image are read as statements
-        said = set(_mentions(sent, positive))
-        said |= {"negative" for pol in _mentions(sent, abnormal) if pol == "negative"}
-        said |= {"negative" if pol == "positive" else "unclear" for pol in _mentions(sent, negative)}
-        is_normal = _normal_statement(sent, subjects)
-        if is_normal:
-            said.add("negative")
-        if said:
-            normal_only &= is_normal and not _mentions(sent, positive)
-            found.append(said.pop() if len(said) == 1 else "unclear")
-    if len(set(found)) != 1 or found[0] == "unclear":
-        return None
-    label = found[0]
-    global_question = re.search(r"normal|healthy", variant.template, re.IGNORECASE) is not None
-    if label == "negative" and (global_question or normal_only) and _reports_finding(sents, positive):
-        return None
-    return label
-
-
 # ---------------------------------------------------------------- outcome
 
 
@@ -376,11 +287,12 @@ def parse_answer(text: str, variant: PromptVariant, task: TaskSpec) -> str:
     sents = sentences(s)
     if not sents:
         return "refused"
-    answer, worded = _yes_no(sents)
+    about = finding_patterns(task)
+    answer, worded = _yes_no(sents, about)
     if worded and answer is None:
         return "refused"  # hedged or both answers: no statement may overrule that
     by_word = None if answer is None else (variant.yes_means if answer == "yes" else _other(variant.yes_means))
-    if by_word is None and any(strong_hedged(x) for x in sents):
+    if by_word is None and any(doubts_answer(x, about) for x in sents):
         return "refused"
     classes = {"p": normalize(task.positive_name), "n": normalize(task.negative_name)}
     if by_word is None and _both_names("\n".join(sents), classes):
@@ -388,9 +300,13 @@ def parse_answer(text: str, variant: PromptVariant, task: TaskSpec) -> str:
     by_name = _class_answer(sents, task)
     if by_name is not None and by_word is None and hedged(sents[0]):
         return "refused"
+    by_claim = None
     if by_word is None:
-        stated = _statement(sents, variant, task)
+        stated = statement(sents, variant, task)
         if by_name is not None and stated not in (None, by_name):
             return "refused"  # "Tumor: not seen." names the class and denies it
         by_name = by_name or stated
-    return _single((by_word, by_name))
+        claim = restated(sents, question_words(question_of(variant, task)))
+        by_claim = None if claim is None else (variant.yes_means if claim == "yes" else _other(variant.yes_means))
+    return _single((by_word, by_name, by_claim))
+

@@ -1,10 +1,10 @@
-"""How well the answer parser reads real model answers: `python -m harness.parsing_eval`.
+"""How well the answer parser reads real model answers: `python -m harness.answers.evaluate`.
 
 Why: every verdict of the suite starts from reading one answer as positive, negative or
 refused (SPEC §3), so the parser is itself a measurement and is measured. The corpus
 (fixtures/answers/real_answers.csv, described in fixtures/answers/README.md) holds real
 answers of several medical VLMs to closed questions, each with the reading a careful
-person gives it. This module replays the corpus through `harness.parsing.parse_answer`
+person gives it. This module replays the corpus through `harness.answers.parsing.parse_answer`
 and prints, for each split (``main``: the answers the rules were designed on;
 ``heldout``: answers from other files, read before the parser saw them):
 
@@ -15,7 +15,7 @@ and prints, for each split (``main``: the answers the rules were designed on;
 - agreement by model and by style tag, and the confusion table human x parser.
 
 ``--parser MODULE|FILE.py`` replays another module with the same ``parse_answer``, e.g.
-the parser this one replaced (``git show <rev>:harness/parsing.py > /tmp/old.py``);
+the parser this one replaced (``git show <rev>:harness/answers/parsing.py > /tmp/old.py``);
 ``--show-disagreements`` lists the rows read differently.
 """
 
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from .core import PromptVariant, TaskSpec
+from ..core import PromptVariant, TaskSpec
 
-CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "answers" / "real_answers.csv"
+CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "answers" / "real_answers.csv"
 READINGS = ("positive", "negative", "refused", "ambiguous")
 OUTCOMES = ("positive", "negative", "refused")
 SPLITS = ("main", "heldout")
@@ -117,7 +117,7 @@ class SplitReport:
 
 
 def evaluate(rows: Iterable[dict], parse: Optional[Parser] = None) -> dict[str, SplitReport]:
-    """Replay every row through `parse` (default: harness.parsing.parse_answer), per split."""
+    """Replay every row through `parse` (default: harness.answers.parsing.parse_answer), per split."""
     if parse is None:
         from .parsing import parse_answer as parse
     reports: dict[str, SplitReport] = {}
@@ -171,7 +171,7 @@ def format_report(reports: dict[str, SplitReport], show_disagreements: bool = Fa
 def _load_parser(name: Optional[str]) -> Optional[Parser]:
     if not name:
         return None
-    if name.endswith(".py"):  # a file outside the package, e.g. `git show HEAD~1:harness/parsing.py`
+    if name.endswith(".py"):  # a file outside the package, e.g. `git show HEAD~1:harness/answers/parsing.py`
         # loaded as a module of the harness package, so its relative imports (from .core) resolve
         spec = importlib.util.spec_from_file_location("harness._parser_under_test", name)
         module = importlib.util.module_from_spec(spec)
@@ -183,9 +183,9 @@ def _load_parser(name: Optional[str]) -> Optional[Parser]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.parsing_eval", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m harness.answers.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", type=Path, default=CORPUS, help="the corpus CSV (default: %(default)s)")
-    ap.add_argument("--parser", help="module name or .py file whose parse_answer to replay (default: harness.parsing)")
+    ap.add_argument("--parser", help="module name or .py file whose parse_answer to replay (default: harness.answers.parsing)")
     ap.add_argument("--split", choices=SPLITS, help="only this split")
     ap.add_argument("--show-disagreements", action="store_true", help="list every row the parser reads differently")
     args = ap.parse_args(argv)

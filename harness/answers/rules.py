@@ -1,4 +1,4 @@
-"""Word lists and small text helpers of the answer parser (harness/parsing.py).
+"""Word lists and small text helpers of the answer parser (harness/answers/parsing.py).
 
 Kept apart so the parser reads as a procedure and the lists can be reviewed on their
 own. Every list was checked against the real-answer corpus (fixtures/answers); the
@@ -58,6 +58,7 @@ SOFT_HEDGE = _alternation((
     r"consult\w*", r"seek", r"medical advice", r"(?:healthcare|medical|qualified) (?:professional|provider)\w*",
     r"definitive diagnosis", r"as an ai", r"language model", r"visual assistant",
     r"rule out", r"ruling out", r"to exclude", r"differential",
+    r"not necessarily",  # "X is not necessarily pathologic": neither yes nor no
 ))
 # Sentences about what a finding would look like, not about this image ("Fibrosis
 # typically presents as ...", "no opacity that would suggest pneumonia"): they state no
@@ -191,6 +192,12 @@ def yes_no_word(tok: Optional[str]) -> Optional[str]:
     if tok in NO:
         return "no"
     return None
+
+
+def asserts(sent: str) -> bool:
+    """Questions, requests ("Please evaluate ...") and "presence or absence of X" state nothing."""
+    return not (sent.endswith("?") or sent.startswith("please ") or "presence or absence" in sent
+                or "presence or the absence" in sent)
 
 
 def strong_hedged(s: str) -> bool:
