@@ -20,12 +20,13 @@ calls as any downloaded checkpoint.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Optional
 
 from harness.backends.base import Backend, error_text
 from harness.backends.hf_batch import (GPU_MAX_BATCH, CacheUnsupported, ImageFeatureCache, cached_image_processor, gpu_rows,
-                                       hit_token_cap)
+                                       hit_token_cap, plan_batches)
 from harness.core import GenerationRequest, GenerationResult, HarnessError, ModelSpec
 
 DEFAULT_BATCH_SIZE = 16
@@ -63,6 +64,9 @@ class HFBackend(Backend):
         self._rendered: dict = {}  # chat-template renderings, by (system, prompt, has image)
         self.strict_checkpoints = strict_checkpoints  # snapshot drift is an error, not a warning
         self.load_notes: list[str] = []  # what the preflight replaced, repaired or found changed
+        # prompts about one image share its prefix (hf_prefix.py); off: MEDVLM_PREFIX_REUSE=0
+        self.prefix_reuse = os.environ.get("MEDVLM_PREFIX_REUSE", "1") != "0"
+        self._prefix = None
 
     # ----------------------------------------------------------------- where and how
 
@@ -273,6 +277,29 @@ class HFBackend(Backend):
             return [GenerationResult(text=None, error=error_text(exc)) for _ in reqs]
 
     def _generate_batch(self, reqs: list[GenerationRequest], images: dict) -> list[tuple[str, bool]]:
+        """Prompts about one image share its prefix (hf_prefix.py) when they can; else the plain way."""
+        if self.prefix_reuse and len(reqs) > 1 and reqs[0].image_key is not None:
+            from .hf_prefix import PrefixReuse, PrefixUnavailable
+
+            if self._prefix is None:
+                self._prefix = PrefixReuse(self)
+            try:
+                return self._prefix.generate(reqs, images, self._encode, self._generate_plain)
+            except HarnessError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - never a lost answer: the plain path answers instead
+                import torch
+
+                if isinstance(exc, torch.cuda.OutOfMemoryError):
+                    raise
+                self._prefix.note_once(str(exc) if isinstance(exc, PrefixUnavailable) else error_text(exc))
+        return self._generate_plain(reqs, images)
+
+    def notes(self) -> list[str]:
+        """What the run should know about how this model's answers were computed."""
+        return list(self._prefix.notes) if self._prefix is not None else []
+
+    def _generate_plain(self, reqs: list[GenerationRequest], images: dict) -> list[tuple[str, bool]]:
         """Tokenize a batch (left-padded), decode greedily; per row the new text and
         whether it stopped at the token cap instead of on an end-of-sequence token."""
         import torch
@@ -280,7 +307,7 @@ class HFBackend(Backend):
         inputs = self._encode(reqs, images)
         fit = gpu_rows(self._model, self.device, inputs["input_ids"].shape[1], reqs[0].max_new_tokens, len(reqs))
         if fit is not None and fit < len(reqs):  # too long for the free memory: run it in parts
-            return self._generate_batch(reqs[:fit], images) + self._generate_batch(reqs[fit:], images)
+            return self._generate_plain(reqs[:fit], images) + self._generate_plain(reqs[fit:], images)
         config = self._generation_config(reqs[0].max_new_tokens)
         with torch.inference_mode():
             out = self._model.generate(**inputs, generation_config=config)
@@ -371,28 +398,3 @@ def full_float32_on_cuda() -> None:
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-
-
-def plan_batches(requests: list[GenerationRequest], indices: list[int], batch_size: int) -> list[list[int]]:
-    """Split request indices into batches.
-
-    A batch shares one `max_new_tokens` and is either all-image or all-text (processors
-    cannot mix them); within those groups requests are ordered by image, so the prompts
-    about one image run together, then by original position (stable, deterministic).
-    """
-    if batch_size < 1:
-        raise HarnessError(f"batch_size must be at least 1, got {batch_size}")
-
-    def key(i: int):
-        r = requests[i]
-        return (r.max_new_tokens, r.image_key is None, r.image_key or "", i)
-
-    ordered = sorted(indices, key=key)
-    batches: list[list[int]] = []
-    for i in ordered:
-        group = key(i)[:2]
-        if batches and len(batches[-1]) < batch_size and key(batches[-1][0])[:2] == group:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches

@@ -1,4 +1,5 @@
-"""Batch-building helpers of the HF backend: per-image preprocessing cache, memory budget.
+"""Batch-building helpers of the HF backend: batch planning, per-image preprocessing cache,
+memory budget.
 
 Why these exist (SPEC §9):
 - The study's prompts ask 12 questions (and 2 describe prompts) about every image, and
@@ -22,6 +23,8 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from typing import Any, Optional
+
+from ..core import GenerationRequest, HarnessError
 
 # Images whose outputs are kept. The runner sends chunks grouped by image, so a small
 # window is enough for every prompt of an image to hit; 64 LLaVA-NeXT images at 336 px
@@ -200,3 +203,28 @@ def gpu_rows(model, device: str, seq_len: int, max_new_tokens: int, cap: int) ->
     free, _ = torch.cuda.mem_get_info(torch.device(device))
     dtype_bytes = torch.tensor([], dtype=model.dtype).element_size()
     return rows_that_fit(free, kv_bytes_per_token(model.config, dtype_bytes), seq_len, max_new_tokens, cap)
+
+
+def plan_batches(requests: list[GenerationRequest], indices: list[int], batch_size: int) -> list[list[int]]:
+    """Split request indices into batches.
+
+    A batch shares one `max_new_tokens` and is either all-image or all-text (processors
+    cannot mix them); within those groups requests are ordered by image, so the prompts
+    about one image run together, then by original position (stable, deterministic).
+    """
+    if batch_size < 1:
+        raise HarnessError(f"batch_size must be at least 1, got {batch_size}")
+
+    def key(i: int):
+        r = requests[i]
+        return (r.max_new_tokens, r.image_key is None, r.image_key or "", i)
+
+    ordered = sorted(indices, key=key)
+    batches: list[list[int]] = []
+    for i in ordered:
+        group = key(i)[:2]
+        if batches and len(batches[-1]) < batch_size and key(batches[-1][0])[:2] == group:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches

@@ -129,7 +129,7 @@ class Filler:
         backend = handle._backend
         if backend is not None and hasattr(backend, "remote_destinations"):
             self.suite.remote_destinations.update(backend.remote_destinations())
-        if backend is not None and hasattr(backend, "notes"):  # endpoint backends: e.g. response_format ignored
+        if backend is not None and hasattr(backend, "notes"):  # e.g. response_format ignored, prefix reuse off
             self.suite.endpoint_notes.update(f"{handle.spec.name}: {line}" for line in backend.notes())
         handle.close()
 

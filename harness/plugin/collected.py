@@ -57,7 +57,8 @@ def fill_counts(suite, records: list[dict]) -> list[dict]:
 
 
 def endpoint_notes(suite, records: list[dict]) -> list[str]:
-    """What the endpoint backends adapted to (this process's, and the records' under xdist)."""
+    """What the backends adapted to or noted (endpoints; the HF backend's prefix reuse): this
+    process's, and the records' under xdist."""
     found = set(getattr(suite, "endpoint_notes", ()) or ())
     for r in records:
         found.update(r.get("endpoint_notes") or ())

@@ -306,7 +306,7 @@ class EvidencePlugin:
             )
         checks = batch_invariance_by_model(self.suite, list(self.records.values()))
         for line in endpoint_notes(self.suite, list(self.records.values())):
-            terminalreporter.write_line(f"medvlm: endpoint: {line}")
+            terminalreporter.write_line(f"medvlm: backend: {line}")
         for line in checkpoint_lines(checkpoint_notes(self.suite, list(self.records.values()))):
             terminalreporter.write_line(f"medvlm: {line}")
         for line in blind_notes(list(self.records.values())):

@@ -157,10 +157,13 @@ class PrefillLogits:
     A forward hook on the whole model: a call whose `input_ids` are longer than one token is a
     prefill (decoding steps pass one token per row). Rows are keyed by their unpadded token
     ids, so a padded batch and the same prompts one at a time can be compared row by row
-    (the rehearsal's prompts all differ) however the backend orders its batches."""
+    (the rehearsal's prompts all differ) however the backend orders its batches. Prompts
+    that share an image's prefix (hf_prefix.py) are prefilled after it, on its cache: their
+    ids are the prefix's (the one-row call just before) followed by their own."""
 
     def __init__(self, model):
         self.model, self.rows, self._handle = model, {}, None
+        self._prefix = None  # the last one-row prefill's ids: a shared image prefix (hf_prefix.py)
 
     def __enter__(self):
         self._handle = self.model.register_forward_hook(self._record, with_kwargs=True)
@@ -170,10 +173,17 @@ class PrefillLogits:
         self._handle.remove()
 
     def _record(self, module, args, kwargs, output) -> None:
+        import torch
+
         ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
         if ids is None or ids.shape[1] <= 1 or getattr(output, "logits", None) is None:
             return
         logits = output.logits[:, -1, :].float().cpu()
+        if mask is not None and self._prefix is not None and mask.shape[1] == self._prefix.shape[0] + ids.shape[1]:
+            # suffixes prefilled on a cached prefix: the mask covers prefix, padding and suffix
+            ids = torch.cat([self._prefix.expand(ids.shape[0], -1), ids], dim=1)
+        if ids.shape[0] == 1 and (mask is None or mask.shape == ids.shape):
+            self._prefix = ids[0]
         for row in range(ids.shape[0]):
             kept = ids[row][mask[row].bool()] if mask is not None and mask.shape == ids.shape else ids[row]
             self.rows[tuple(kept.tolist())] = logits[row]

@@ -170,12 +170,13 @@ def render_design_rates(lines: list[str], rows: list[tuple]) -> str:
 
 
 def render_endpoint_notes(notes: list[str]) -> str:
-    """What endpoint backends adapted to (a server that ignores structured output, a
-    parameter it refused): the verdicts stand, but the reader should know."""
+    """What the backends adapted to or noted (a server that ignores structured output, a
+    parameter it refused, a served model that changed on purpose, prompts that could not
+    share their image's prefix): the verdicts stand, but the reader should know."""
     if not notes:
         return ""
     items = "".join(f"<li>{escape(_truncate(str(n)))}</li>" for n in notes[:_MAX_TABLE_ROWS])
-    return f'<section class="mvf-endpoints"><h3>Endpoint adaptations</h3><ul>{items}</ul></section>'
+    return f'<section class="mvf-endpoints"><h3>Backend notes</h3><ul>{items}</ul></section>'
 
 
 def render_checkpoint_notes(notes: Mapping[str, list[str]]) -> str:

@@ -206,9 +206,32 @@ def test_oom_retries_in_halves(backends, images, monkeypatch):
         return real(**kwargs)
 
     monkeypatch.setattr(b.model, "generate", small_batches_only)
+    monkeypatch.setattr(b, "prefix_reuse", False)  # the plain path: one generate call per batch
     results = b.generate(batch_requests(), images)
     assert all(r.error is None for r in results)
     assert sizes == [5, 2, 3, 1, 2]  # 5 -> 2 + 3, then 3 -> 1 + 2
+
+
+def test_an_oom_while_sharing_a_prefix_also_retries_in_halves(backends, images, monkeypatch):
+    """Prefix reuse (hf_prefix.py) lets an out-of-memory error through, so the batch is halved
+    as on the plain path, never answered with errors."""
+    import torch
+
+    b = backends["llava"]
+    expected = [r.text for r in b.generate(batch_requests(), images)]
+    real = b.model.generate
+    sizes = []
+
+    def one_row_only(**kwargs):
+        sizes.append(kwargs["input_ids"].shape[0])
+        if kwargs["input_ids"].shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(**kwargs)
+
+    monkeypatch.setattr(b.model, "generate", one_row_only)
+    results = b.generate(batch_requests(), images)
+    assert [r.text for r in results] == expected and all(r.error is None for r in results)
+    assert max(sizes) == 2 and sizes.count(1) >= 5 and b.notes() == []
 
 
 def test_unknown_backend_and_bad_models_are_setup_errors(cache_dir, tmp_path):

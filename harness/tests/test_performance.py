@@ -267,9 +267,10 @@ def test_check_model_runs_once_for_hf_models_and_never_loads_one(filled):
 
 
 def test_bench_scripts_run_in_smoke_mode(tmp_path):
-    """All four scripts at once (they are mostly waiting on subprocesses and sleeps)."""
+    """All five scripts at once (they are mostly waiting on subprocesses and sleeps)."""
     scripts = {"throughput": "speedup_vs_one_at_a_time", "replay": "replay_seconds",
-               "overhead": "overhead_ms_per_item", "endpoint": "endpoint_speedup_at_concurrency"}
+               "overhead": "overhead_ms_per_item", "endpoint": "endpoint_speedup_at_concurrency",
+               "prefix": "prefix_reuse_speedup"}
     procs = {}
     for name in scripts:
         cmd = [sys.executable, str(REPO / "bench" / f"{name}.py"), "--smoke"]
