@@ -219,6 +219,7 @@ def test_an_oom_while_sharing_a_prefix_also_retries_in_halves(backends, images, 
 
     b = backends["llava"]
     expected = [r.text for r in b.generate(batch_requests(), images)]
+    notes = b.notes()  # the backend is shared: earlier tests may have left notes
     real = b.model.generate
     sizes = []
 
@@ -231,7 +232,7 @@ def test_an_oom_while_sharing_a_prefix_also_retries_in_halves(backends, images, 
     monkeypatch.setattr(b.model, "generate", one_row_only)
     results = b.generate(batch_requests(), images)
     assert [r.text for r in results] == expected and all(r.error is None for r in results)
-    assert max(sizes) == 2 and sizes.count(1) >= 5 and b.notes() == []
+    assert max(sizes) == 2 and sizes.count(1) >= 5 and b.notes() == notes  # an OOM is not a fallback
 
 
 def test_unknown_backend_and_bad_models_are_setup_errors(cache_dir, tmp_path):
