@@ -102,3 +102,87 @@ def test_the_gap_pairs_the_four_arms_on_their_common_images(steady):
     relabelled = Grid(list(desc.image_ids), list(desc.variants), ~desc.is_pos, desc.outcome)
     with pytest.raises(HarnessError, match="different labels"):
         regression.evaluate_gap(desc, steady, relabelled, steady, FAST)
+
+
+# -- pinned by mutation testing (harness/tests/MUTANTS.md) --------------------------------
+def test_each_versions_swing_replicates_are_centred_on_its_point_estimate(steady):
+    from harness.findings.grid import weights_for
+
+    swinging = make_grid(100, by_prompt({f"v{j}": 0.55 + 0.04 * j for j in range(12)}), variants=PROMPTS)
+    weights = weights_for(swinging, 400, FAST.seed)
+    squared = regression._swing_squared(swinging, weights)
+    assert squared.shape == (401,)
+    assert np.mean(squared[1:]) == pytest.approx(squared[0], abs=1e-12)  # centred
+    assert squared[0] == pytest.approx(prompt_sensitivity.accuracy_swing(swinging, FAST).value ** 2, abs=1e-9)
+
+
+def test_the_bounds_are_the_percentiles_of_every_replicate(steady):
+    from harness.findings.grid import weights_for
+
+    swinging = make_grid(100, by_prompt({f"v{j}": 0.55 + 0.04 * j for j in range(12)}), variants=PROMPTS)
+    v = regression.evaluate(swinging, steady, [], "accuracy_swing", FAST)
+    weights = weights_for(swinging, 400, FAST.seed)
+    delta = regression.signed_root(regression._swing_squared(swinging, weights) - regression._swing_squared(steady, weights))
+    assert v.ci_high == pytest.approx(float(np.quantile(delta[1:], FAST.confidence)), abs=1e-12)
+    assert v.ci_low == pytest.approx(float(np.quantile(delta[1:], 1 - FAST.confidence)), abs=1e-12)
+    assert v.details["metric"] == "accuracy_swing" and v.threshold == 0.10
+
+
+def test_the_swing_is_over_the_prompts_both_versions_answered_in_both_classes(steady):
+    out = steady.outcome.copy()
+    out[:, PROMPTS.index("v3")] = "error"  # the new version never answered v3
+    out[~steady.is_pos, PROMPTS.index("v5")] = "error"  # nor v5 about a negative image
+    new = Grid(list(steady.image_ids), list(steady.variants), steady.is_pos.copy(), out)
+    assert regression._swing_variants(new, steady) == [p for p in PROMPTS if p not in ("v3", "v5")]
+    assert regression._swing_variants(steady, new) == [p for p in PROMPTS if p not in ("v3", "v5")]
+    only_pos = steady.outcome.copy()
+    only_pos[steady.is_pos, PROMPTS.index("v7")] = "error"  # v7 answered about negatives only
+    other = Grid(list(steady.image_ids), list(steady.variants), steady.is_pos.copy(), only_pos)
+    assert "v7" not in regression._swing_variants(other, steady)
+    two = steady.subset(["v0", "v1"])  # two prompts are enough
+    assert regression._swing_variants(two, two) == ["v0", "v1"]
+    with pytest.raises(NotApplicable, match="^a swing needs at least two prompt variants answered by both versions "
+                                            "in both classes$"):
+        regression._swing_variants(steady.subset(["v0"]), steady.subset(["v0"]))
+
+
+def test_the_images_one_version_lacks_are_counted(steady):
+    fewer = Grid(steady.image_ids[:150], list(steady.variants), steady.is_pos[:150], steady.outcome[:150])
+    v = regression.evaluate(fewer, steady, [], "balanced_accuracy", FAST)
+    assert (v.details["images_only_in_new"], v.details["images_only_in_previous"]) == (0, 50)
+    v = regression.evaluate(steady, fewer, [], "refusal_rate", FAST)
+    assert (v.details["images_only_in_new"], v.details["images_only_in_previous"]) == (50, 0)
+    desc = make_grid(100, noisy(0.8), variants=DESCRIBE, seed=3)
+    g = regression.evaluate_gap(desc, steady, desc, fewer, FAST)
+    assert (g.details["images_only_in_new"], g.details["images_only_in_previous"]) == (50, 0)
+    with pytest.raises(ValueError, match="known: balanced_accuracy, refusal_rate, flip_rate, accuracy_swing$"):
+        regression.evaluate(steady, steady, [], "gap", FAST)
+
+
+def test_every_arm_of_the_gap_must_carry_the_same_labels(steady):
+    desc = make_grid(100, noisy(0.8), variants=DESCRIBE, seed=3)
+    arms = [desc, steady, desc, steady]
+    for i in range(4):
+        flipped = list(arms)
+        g = arms[i]
+        flipped[i] = Grid(list(g.image_ids), list(g.variants), ~g.is_pos, g.outcome)
+        with pytest.raises(HarnessError, match="different labels"):
+            regression.evaluate_gap(*flipped, FAST)
+    elsewhere = make_grid(10, noisy(0.8), variants=DESCRIBE, prefix="other")
+    with pytest.raises(NotApplicable, match="^the two versions' descriptions and answers have no image in common$"):
+        regression.evaluate_gap(desc, steady, elsewhere, steady, FAST)
+
+
+def test_a_refusal_is_a_coin_flip_on_every_arm_of_the_gap(steady):
+    """As in description_recovery: the gap's value is the difference of that finding's gaps,
+    with refusals in the answers."""
+    rng = np.random.default_rng(3)
+    out = steady.outcome.copy()
+    out[rng.random(out.shape) < 0.3] = "refused"
+    refusing = Grid(list(steady.image_ids), list(steady.variants), steady.is_pos.copy(), out)
+    desc = make_grid(100, noisy(0.85), variants=DESCRIBE, seed=4)
+    old_desc = make_grid(100, noisy(0.8), variants=DESCRIBE, seed=5)
+    v = regression.evaluate_gap(desc, refusing, old_desc, steady, FAST)
+    expected = (description_recovery.evaluate(desc, refusing, FAST).value
+                - description_recovery.evaluate(old_desc, steady, FAST).value)
+    assert v.value == pytest.approx(expected, abs=1e-9)
