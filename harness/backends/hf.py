@@ -27,6 +27,7 @@ from typing import Optional
 from harness.backends.base import Backend, error_text
 from harness.backends.hf_batch import (GPU_MAX_BATCH, CacheUnsupported, ImageFeatureCache, cached_image_processor, gpu_rows,
                                        hit_token_cap, plan_batches)
+from harness.backends.hf_prefix import PREFIX_MIN_TOKENS
 from harness.core import GenerationRequest, GenerationResult, HarnessError, ModelSpec
 
 DEFAULT_BATCH_SIZE = 16
@@ -64,8 +65,8 @@ class HFBackend(Backend):
         self._rendered: dict = {}  # chat-template renderings, by (system, prompt, has image)
         self.strict_checkpoints = strict_checkpoints  # snapshot drift is an error, not a warning
         self.load_notes: list[str] = []  # what the preflight replaced, repaired or found changed
-        # prompts about one image share its prefix (hf_prefix.py); off: MEDVLM_PREFIX_REUSE=0
-        self.prefix_reuse = os.environ.get("MEDVLM_PREFIX_REUSE", "1") != "0"
+        # prompts about one image share a prefix of >= prefix_min_tokens (hf_prefix.py); MEDVLM_PREFIX_REUSE=0: off
+        self.prefix_reuse, self.prefix_min_tokens = os.environ.get("MEDVLM_PREFIX_REUSE", "1") != "0", PREFIX_MIN_TOKENS
         self._prefix = None
 
     # ----------------------------------------------------------------- where and how

@@ -45,6 +45,7 @@ def answers(backend, reqs, reuse: bool):
 def backend(request, tmp_path_factory):
     b = make_backend(REGISTRY.models[request.param], cache_dir=tmp_path_factory.mktemp("prefix"), device="cpu")
     b.load()
+    b.prefix_min_tokens = 0  # these prompts are short: share every prefix, to test it
     yield b
     b.close()
 
@@ -87,6 +88,7 @@ TEXT_FIRST = ("{% for message in messages %}USER: {% for part in message['conten
 def test_a_template_with_the_image_last_falls_back_and_says_so_once(tmp_path):
     b = make_backend(REGISTRY.models["tiny-llava"], cache_dir=tmp_path, device="cpu")
     b.load()
+    b.prefix_min_tokens = 0
     b._processor.chat_template = TEXT_FIRST
     b._rendered = {}
     reqs = grid_requests()
@@ -102,15 +104,26 @@ def test_a_template_with_the_image_last_falls_back_and_says_so_once(tmp_path):
 def test_an_error_on_the_way_falls_back_to_the_plain_answers(tmp_path, monkeypatch):
     b = make_backend(REGISTRY.models["tiny-llava"], cache_dir=tmp_path, device="cpu")
     b.load()
+    b.prefix_min_tokens = 0
     reqs = grid_requests()
     plain = answers(b, reqs, reuse=False)
 
-    def broken(self, group, images, encode):
+    def broken(self, group, images, encode, plain):
         raise RuntimeError("cache copy failed")
 
     monkeypatch.setattr(PrefixReuse, "_shared", broken)
     assert answers(b, reqs, reuse=True) == plain
     assert b.notes() == ["prefix reuse off for a batch, answers computed the plain way: RuntimeError: cache copy failed"]
+    b.close()
+
+
+def test_a_short_prefix_goes_the_plain_way_by_default(tmp_path):
+    """The organism's prompts share 20-60 tokens: not worth a forward pass of their own."""
+    b = make_backend(REGISTRY.models["organism-gemma-base"], cache_dir=tmp_path, device="cpu")
+    reqs = grid_requests()
+    assert b.prefix_min_tokens == 128
+    b.generate(reqs, IMAGES)
+    assert b._prefix.prefixes == 0 and b._prefix.reused == 0 and b.notes() == []
     b.close()
 
 
