@@ -56,6 +56,9 @@ class PrefixReuse:
         self.notes: list[str] = []
         self.prefixes = 0  # prefixes computed (images × systems), for the benchmark and tests
         self.reused = 0  # prompts generated from a shared prefix
+        # False once a prefix came out shorter than prefix_min_tokens: the model's prompts are
+        # short (its image tokens are few), so later batches go the plain way whole, in one call
+        self.worth = True
 
     def note_once(self, reason: str) -> None:
         line = f"prefix reuse off for a batch, answers computed the plain way: {reason}"
@@ -64,6 +67,8 @@ class PrefixReuse:
 
     def generate(self, reqs, images, encode: Callable, plain: Callable) -> list[tuple[str, bool]]:
         """Groups by (image, system); a group of one goes `plain`, the others share a prefix."""
+        if not self.worth:
+            return plain(reqs, images)
         groups: "OrderedDict[tuple, list[int]]" = OrderedDict()
         for i, r in enumerate(reqs):
             groups.setdefault((r.image_key, r.system), []).append(i)
@@ -86,6 +91,7 @@ class PrefixReuse:
         ids = [batch["input_ids"][i][keep[i]] for i in range(len(group))]
         length = _common_prefix(ids)
         if length < backend.prefix_min_tokens:  # too short to pay for its own forward pass and cache copy
+            self.worth = False
             return plain(group, images)
         image_token = _image_token_id(model.config)
         if image_token is None:

@@ -124,6 +124,7 @@ def test_a_short_prefix_goes_the_plain_way_by_default(tmp_path):
     assert b.prefix_min_tokens == 128
     b.generate(reqs, IMAGES)
     assert b._prefix.prefixes == 0 and b._prefix.reused == 0 and b.notes() == []
+    assert b._prefix.worth is False  # later batches go the plain way whole, without encoding twice
     b.close()
 
 
