@@ -6,7 +6,8 @@ refused (SPEC §3), so the parser is itself a measurement and is measured. The c
 answers of several medical VLMs to closed questions, each with the reading a careful
 person gives it. This module replays the corpus through `harness.answers.parsing.parse_answer`
 and prints, for each split (``main``: the answers the rules were designed on;
-``heldout``: answers from other files, read before the parser saw them):
+``heldout``: other records, read before the parser saw them and measured once, as
+fixtures/answers/README.md, "Held-out protocol", says):
 
 - agreement on the clear answers (human reading positive, negative or refused;
   ``ambiguous`` rows are shown in the confusion table but never scored),

@@ -14,13 +14,15 @@ reported, so the parser stays conservative: what it cannot read with confidence 
 How an answer is read (yes/no questions):
 
 1. The answer is normalized (case, markdown, quotes), echoes of the answer instruction
-   ("Please choose from the following two options: [yes, no]") and lead-ins ("Answer:",
-   "Human:", "Assistant:") are dropped, and it is split into sentences.
+   ("Please choose from the following two options: [yes, no]", "This is a closed-ended
+   question, so the answer must be yes or no") and lead-ins ("Answer:", "Human:",
+   "Assistant:") are dropped, and it is split into sentences.
 2. Answer words. An explicit verdict ("Therefore, the answer is **no**.", "So the answer
    is yes.") decides, wherever it stands: it is the model's last word. Otherwise the
    answer word that opens a sentence ("Yes, there is ...", "No.") or stands alone
    between punctuation ("Based on the image, **no**, ...") is the answer. Both words
-   ("Yes... no", "yes or no") give no answer.
+   ("Yes... no", "yes or no") give no answer; nor does a reply to an offer ("Human: Yes, I
+   would like to proceed with the chest X-ray", "Yes, please provide ...").
 3. Hedges are judged where they matter, and by what they are about (harness/answers/
    question.py). Any hedge (possibly, may, might, could be, suggestive of, consult ...) in
    the answer's own clause withdraws it; in a trailing clause of its sentence (", which
@@ -35,7 +37,10 @@ How an answer is read (yes/no questions):
    the cause, type, nature or details of the finding, a definitive diagnosis, an AI
    disclaimer ("the exact nature of the mass cannot be determined", "I am an AI and
    cannot provide medical diagnoses"); from its hedge on, "whether", "if", "presence"
-   bring it back to the answer.
+   bring it back to the answer. After a "no", "<finding> cannot be seen / identified /
+   detected" says the finding is absent ("No, gallstones cannot be identified"); verbs of
+   knowing ("cannot be determined") stay doubts, and "not possible" is a doubt only as "not
+   possible to ..." ("This is not possible within the myocardium" denies).
 4. Statements, when no answer word is given. A first clause that is exactly a class name
    ("Pneumonia.", "No tumor") is that class. A denied finding ("There is no evidence of
    an aortic aneurysm", "there are no obvious signs of pneumonia", "cardiomegaly is not
@@ -44,8 +49,11 @@ How an answer is read (yes/no questions):
    unremarkable / healthy" said of the whole study (or of the organ the task names) is
    the negative class. These map to labels directly, so they read the same whatever the
    question's polarity. Only plain assertions count: questions, requests ("Please
-   evaluate ..."), hedged sentences and sentences about what a finding would look like
-   ("... no opacity that would suggest pneumonia") are not read. A negation reaches a
+   evaluate ..."), hedged clauses and sentences about what a finding would look like
+   ("... no opacity that would suggest pneumonia") are not read; of a hedged sentence, the
+   clauses without a hedge (cut at "but", "however", ";") are ("..., possibly vessels,
+   but it does not depict X"). A compound name is also found with its head noun first
+   ("right rib fracture": "a fracture of the right rib"). A negation reaches a
    name through "or" and commas ("no pneumothorax, effusion, or pneumonia") but not
    through "and" ("no hemorrhage and a tumor is present": unclear, so refused). All the
    sentences that speak of the finding must agree, or the answer is refused. For a
@@ -85,13 +93,14 @@ import re
 from typing import Iterable, Optional
 
 from ..core import PromptVariant, TaskSpec
-from .question import answer_withdrawn, doubts_answer, finding_patterns, question_of, question_words, restated
+from .question import (answer_withdrawn, doubts_answer, finding_patterns, question_of, question_words, restated,
+                       unseen_as_absent)
 from .rules import (ARTICLE_RE, BOTH_LETTERS_RE, CLAUSE_SPLIT_RE, CLAUSE_STARTERS, FILLER_RE, LETTER_FOLLOWERS,
                     LETTER_RE, MENTION_NEGATORS, TRAILING_RE, VERDICT_RE, WORD_RE, hedged, is_word, normalize,
                     sentences, strip_prefix, strong_hedged, tokens, yes_no_word)
 from .statements import statement
 
-PARSER_VERSION = 3
+PARSER_VERSION = 4
 
 # ---------------------------------------------------------------- yes / no words
 
@@ -117,11 +126,18 @@ def _isolated(toks: list[str], i: int) -> bool:
     )
 
 
+# A yes that accepts an offer, as LLaVA-Med v1.0 does when it writes the next user turn
+# ("Human: Yes, I would like to proceed with the chest X-ray", "Yes, please provide the
+# measurement"): a reply in a conversation, not an answer to the question.
+REPLY_RE = re.compile(r"^(?:yes|no),?\s+(?:please\b|thanks?\b|thank you\b|i would like\b|i'd like\b|i want\b)")
+
+
 def _answer_words(sents: list[str]) -> list[tuple[str, int, bool]]:
-    """(yes|no, sentence index, is_verdict) for every answer word; questions carry none."""
+    """(yes|no, sentence index, is_verdict) for every answer word; questions and replies to
+    an offer carry none."""
     hits = []
     for i, sent in enumerate(sents):
-        if sent.endswith("?"):
+        if sent.endswith("?") or REPLY_RE.match(sent):
             continue
         for m in VERDICT_RE.finditer(sent):
             hits.append((m.group(1) or m.group(2), i, True))
@@ -146,6 +162,8 @@ def _yes_no(sents: list[str], about: Optional[list] = None) -> tuple[Optional[st
         return None, False
     if len({kind for kind, _, _ in hits}) > 1:
         return None, True
+    if hits[0][0] == "no":
+        sents = [unseen_as_absent(s, about) for s in sents]
     verdicts = [i for _, i, is_verdict in hits if is_verdict]
     at = verdicts[-1] if verdicts else hits[0][1]
     if answer_withdrawn(sents[at], about):

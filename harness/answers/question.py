@@ -106,6 +106,24 @@ def doubts_answer(sentence: str, about: Optional[list] = None) -> bool:
     return not (words & ELSEWHERE) or ABOUT_ANSWER.search(sentence, m.start()) is not None
 
 
+# "<finding> cannot be seen / identified": after a "no", a way of saying it is absent, not a
+# doubt ("No, gallstones cannot be identified by the ultrasound image"). Verbs of knowing
+# ("cannot be determined", "cannot be confirmed") stay doubts.
+UNSEEN_RE = re.compile(r"^\s+(?:can ?not|can't|could ?not|couldn't)\s+be\s+(?:clearly\s+|readily\s+|definitely\s+)?"
+                       r"(?:seen|identified|visuali[sz]ed|detected|appreciated|observed|found|noted)\b")
+
+
+def unseen_as_absent(sentence: str, about: Optional[list]) -> str:
+    """The sentence with "<finding> cannot be seen" put as "<finding> is not seen", for a "no"
+    answer: the finding named right before the phrase is what cannot be seen."""
+    for p in about or ():
+        for m in p.finditer(sentence):
+            tail = UNSEEN_RE.match(sentence[m.end():])
+            if tail:
+                return sentence[: m.end()] + " is not seen" + sentence[m.end() + tail.end():]
+    return sentence
+
+
 def answer_withdrawn(sentence: str, about: Optional[list] = None) -> bool:
     """Does a hedge withdraw the answer given in this sentence? Any hedge in its own clause
     does; one in a trailing clause does only when that clause speaks of the finding asked
@@ -139,7 +157,7 @@ def _negated(clause: list[str], first: int, last: int) -> bool:
     inside = [t for t in clause[first:last + 1] if is_word(t)]
     if NEGATORS.intersection(before) or NEGATORS.intersection(inside):
         return True
-    return POST_NEGATION_RE.match(" " + " ".join(clause[last + 1:last + 4])) is not None
+    return POST_NEGATION_RE.match(" " + " ".join(clause[last + 1:last + 12])) is not None
 
 
 def restated(sents: list[str], qwords: frozenset[str]) -> Optional[str]:

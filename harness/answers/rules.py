@@ -36,10 +36,13 @@ _CANNOT = r"(?:can ?not|can'?t|could ?n'?t|could not|unable to|not able to)"
 # represented") say nothing about the answer.
 _KNOW_VERBS = (r"(?:determine|determined|say|tell|confirm|confirmed|assess|assessed|answer|provide|see|seen"
                r"|identify|identified|evaluate|evaluated|diagnose|diagnosed|conclude|concluded|know|comment"
-               r"|rule|ruled|exclude|excluded|interpret|access|visuali[sz]e|be sure|be certain|help)")
+               r"|rule|ruled|exclude|excluded|interpret|access|visuali[sz]e|visuali[sz]ed|detect|detected|appreciated"
+               r"|be sure|be certain|help)")
 STRONG_HEDGE = _alternation((
     _CANNOT + r"(?:\s+[\w-]+){0,3}?\s+" + _KNOW_VERBS, r"i\s+(?:can ?not|can'?t|am unable|am not able)",
-    r"impossible to", r"not possible", r"not be possible",
+    # "it is not possible to determine"; not "This is not possible within the myocardium" (a
+    # denial: the finding cannot occur there)
+    r"impossible to", r"not (?:be )?possible(?= to\b|\s*[.!;]?\s*$)",
     r"(?:difficult|hard|challenging) to", r"not (?:sure|certain|clear|conclusive|definitive)",
     r"unsure", r"uncertain\w*", r"unclear", r"inconclusive", r"indeterminate", r"equivocal",
     r"(?:don'?t|do not|does not|doesn'?t) know", r"sorry", r"apologi[sz]e\w*",
@@ -83,9 +86,10 @@ LIST_MARKS = frozenset({"or", ","})
 AFFIRMED_AFTER_RE = re.compile(r"^\s*(?:is|are|was|were|has been|have been)\s+(?:\w+\s+)?"
                                r"(?:present|seen|noted|visible|identified|evident|detected|shown)\b")
 # A negation after the name: "X is not present", "Tumor absent", "X was ruled out".
+# A gloss in brackets may stand between: "cardiomegaly (enlarged heart) is not apparent".
 POST_NEGATION_RE = re.compile(
-    r"^[\s:,\-]*(?:(?:is|are|was|were|has been|have been|appears?|seems?|does|do)\s+)?"
-    r"(?:not\b|absent\b|ruled out\b|excluded\b|negative\b)|^\s*(?:is|are|was|were)n'?t\b"
+    r"^(?:\s*\([^()]*\))?(?:[\s:,\-]*(?:(?:is|are|was|were|has been|have been|appears?|seems?|does|do)\s+)?"
+    r"(?:not\b|absent\b|ruled out\b|excluded\b|negative\b)|\s*(?:is|are|was|were)n'?t\b)"
 )
 
 # Generic words for "something abnormal": their denial denies every finding.
@@ -129,6 +133,12 @@ VERDICT_RE = re.compile(
 ECHO_RE = re.compile(
     r"please\s+(?:choose|select)\s+(?:one\s+)?(?:from|of)\s+the\s+following(?:\s+two)?\s+options:?\s*"
     r"(?:\[[^\]\n]*\]|\([^)\n]*\))?\s*\.?"
+    # "This is a closed-ended question, so the answer must be yes or no. The answer is yes."
+    # (Llama 3.2 Vision restating its instruction): talk about the answer's form, not doubt.
+    r"|this\s+is\s+a\s+closed[\s-]?ended\s+question\.?"
+    r"|(?:the\s+)?answer\s+(?:must|should|has\s+to|needs\s+to|can\s+only)\s+be\s+(?:either\s+)?(?:a\s+)?yes\s+or\s+no\.?"
+    r"|answer\s+with\s+(?:only\s+|just\s+)?(?:a\s+)?yes\s+or\s+no\.?"
+    r"|(?:the\s+question\s+)?(?:is\s+)?asking\s+for\s+a\s+yes\s+or\s+no\s+answer"
 )
 # Lead-ins that carry no answer: "Answer:", "The final answer is", "Assistant:",
 # "Human:" (LLaVA-Med v1.0 often continues as if it were the next turn).
@@ -169,7 +179,7 @@ def strip_prefix(s: str) -> str:
 
 def sentences(s: str) -> list[str]:
     """The sentences of a normalized answer, echoes of the answer instruction removed."""
-    s = ECHO_RE.sub(" ", s)
+    s = ECHO_RE.sub("\n", s)  # an echo ends a sentence: "... must be yes or no. Yes."
     out = []
     for part in SENTENCE_SPLIT_RE.split(s):
         part = strip_prefix(part.strip())
@@ -212,13 +222,23 @@ def hedged(s: str) -> bool:
 @lru_cache(maxsize=4096)
 def name_pattern(name: str) -> Optional[re.Pattern]:
     """A pattern for a class or finding name: articles, plural -s/-es and the spelling of
-    separators ("pleural_thickening", "air-fluid level", "pseudo-aneurysm") do not matter."""
+    separators ("pleural_thickening", "air-fluid level", "pseudo-aneurysm") do not matter.
+    A compound name also matches its head noun put first with "of"/"in" ("right rib fracture":
+    "a fracture of the right rib"; "lung opacity": "opacity in the left lung" does not, the
+    words between must be the name's own)."""
     name = re.sub(r"^(?:(?:a|an|the)\s+)+", "", normalize(name)).strip()
     words = [w for w in re.split(r"[\s_\-]+", name) if w]
     if not words:
         return None
     body = r"[\s_\-]+".join(re.escape(w) for w in words)
+    if 2 <= len(words) <= 3 and words[0] != "no" and not set(words) & _NAME_LINKS:
+        head, modifiers = re.escape(words[-1]), r"[\s_\-]+".join(re.escape(w) for w in words[:-1])
+        body = rf"(?:{body}|{head}(?:e?s)?\s+(?:of|in|on|at|within|involving)\s+(?:(?:the|a|an)\s+)?{modifiers})"
     return re.compile(r"(?<![\w'-])" + body + r"(?:e?s)?(?![\w'-])")
+
+
+# Words that make a name a phrase already ("replacement of the cervix by ..."): not reordered.
+_NAME_LINKS = frozenset("of in on at by with within involving and or to from".split())
 
 
 # ---------------------------------------------------------------- option choice (parse_choice)

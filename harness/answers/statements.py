@@ -80,6 +80,25 @@ def _reports_finding(sents: list[str], own: list[Optional[re.Pattern]]) -> bool:
     return False
 
 
+CLAUSE_BREAK_RE = re.compile(r"\b(?:but|however|although|though|yet|except|whereas|while)\b|;")
+
+
+def _plain_parts(sents: list[str]) -> list[str]:
+    """The plain assertions about this image: whole sentences without a hedge, and of a hedged
+    sentence the clauses without one ("The image appears to be a micrograph, possibly of
+    vessels, but it does not depict supernumerary digits": the clause after "but"). Questions,
+    requests and sentences about what a finding would look like are left out."""
+    parts = []
+    for sent in sents:
+        if not asserts(sent) or CONDITIONAL_RE.search(sent):
+            continue
+        if not hedged(sent):
+            parts.append(sent)
+        else:
+            parts += [c for c in CLAUSE_BREAK_RE.split(sent) if c.strip() and not hedged(c)]
+    return parts
+
+
 def statement(sents: list[str], variant: PromptVariant, task: TaskSpec) -> Optional[str]:
     """The label asserted by statements about the finding, or None (see the module doc, 4)."""
     positive = [name_pattern(task.positive_name), name_pattern(task.disease)]
@@ -92,9 +111,7 @@ def statement(sents: list[str], variant: PromptVariant, task: TaskSpec) -> Optio
     subjects = _task_words(task)
     found: list[str] = []
     normal_only = True
-    for sent in sents:
-        if not asserts(sent) or hedged(sent) or CONDITIONAL_RE.search(sent):
-            continue  # only plain assertions about this image are read as statements
+    for sent in _plain_parts(sents):
         said = set(_mentions(sent, positive))
         said |= {"negative" for pol in _mentions(sent, abnormal) if pol == "negative"}
         said |= {"negative" if pol == "positive" else "unclear" for pol in _mentions(sent, negative)}

@@ -38,7 +38,10 @@ task_keys = st.sampled_from(sorted(TASKS))
 
 
 def test_parser_version_is_an_int():
-    assert PARSER_VERSION == 3  # 2: issue 11, hedges judged per sentence, verdicts and statements read; 3: issue 21, what a hedge is about, the question's claim stated back
+    # 2: issue 11, hedges judged per sentence, verdicts and statements read; 3: issue 21, what a hedge
+    # is about, the question's claim stated back; 4: issue 21 round 2, talk about the answer's form,
+    # "X cannot be seen" after a no, replies to an offer, compound names reordered, hedges per clause
+    assert PARSER_VERSION == 4
 
 
 # ---------------------------------------------------------------- tricky examples
@@ -452,3 +455,102 @@ def test_the_question_words_leave_out_the_medium_and_function_words():
         "thicken", "stomach", "wall"}
     assert question_words("Are the temporal bones fractured? Answer with one word.") == {"temporal", "bon", "fractur"}
     assert question_words("Is this chest X-ray image normal?") == {"normal"}  # one word: left to the statements
+
+
+# ---- issue 21, round 2 (parser 4): rules from the misses of round 1 ------------------
+# Talk about the answer's form is no doubt: "This is a closed-ended question, so the answer
+# must be yes or no. The answer is yes." (Llama 3.2 Vision restating its instruction).
+FORM_TALK = ["This is a closed-ended question, so the answer must be yes or no.", "The answer should be yes or no.",
+             "Answer with only yes or no.", "The question is asking for a yes or no answer."]
+
+
+@settings(max_examples=150, deadline=None)
+@given(word=st.sampled_from(["Yes", "No"]), talk=st.sampled_from(FORM_TALK), key=task_keys,
+       verdict=st.booleans(), talk_first=st.booleans())
+def test_talk_about_the_answer_form_is_not_a_doubt(word, talk, key, verdict, talk_first):
+    body = f"{word}. The image shows the finding clearly." if word == "Yes" else f"{word}. The image is clear."
+    parts = [talk, body] if talk_first else [body, talk]
+    if verdict:
+        parts.append(f"The answer is {word.lower()}.")
+    expected = "positive" if word == "Yes" else "negative"
+    assert parse_answer(" ".join(parts), DISEASE, TASKS[key]) == expected
+    # a real doubt that names the form still withdraws
+    assert parse_answer(f"{word}. I cannot answer yes or no from this image.", DISEASE, TASKS[key]) == "refused"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("This is not possible within the myocardium.", None),  # a claim of impossibility, not a doubt
+    ("It is not possible to determine this.", "doubt"),
+    ("That is not possible.", "doubt"),
+    ("It may not be possible to tell.", "doubt"),
+])
+def test_not_possible_is_a_doubt_only_about_knowing(text, expected):
+    from harness.answers.rules import normalize, strong_hedged
+
+    assert strong_hedged(normalize(text)) == (expected == "doubt")
+
+
+@settings(max_examples=150, deadline=None)
+@given(finding=st.sampled_from(FINDINGS), verb=st.sampled_from(["seen", "identified", "visualized", "detected"]),
+       medium=st.sampled_from(["by the ultrasound image", "in this CT scan", ""]))
+def test_a_finding_that_cannot_be_seen_after_a_no_is_absent(finding, verb, medium):
+    article, name = finding
+    variant = PromptVariant("q", f"Is there {article}?", "yes_no", yes_means="positive")
+    task = _finding_task(name)
+    assert parse_answer(f"No, {name} cannot be {verb} {medium}.", variant, task) == "negative"
+    # without a "no", or with a verb of knowing, it stays a doubt
+    assert parse_answer(f"{name.capitalize()} cannot be {verb} {medium}.", variant, task) == "refused"
+    assert parse_answer(f"No, {name} cannot be determined {medium}.", variant, task) == "refused"
+    assert parse_answer(f"Yes, {name} cannot be {verb} {medium}.", variant, task) == "refused"
+
+
+@pytest.mark.parametrize("text", ["Human: Yes, I would like to proceed with the chest X-ray.",
+                                  "Yes, please provide the measurement in millimeters.",
+                                  "No, thank you.", "Yes, I'd like to see the report."])
+def test_a_reply_to_an_offer_is_no_answer(text):
+    assert parse_yes_no(text) is None
+    assert parse_answer(text, DISEASE, TASKS["brain"]) == "refused"
+
+
+@pytest.mark.parametrize("name, text, found", [
+    ("right rib fracture", "there is a fracture of the right rib", True),
+    ("right rib fracture", "fractures of the right ribs are seen", True),
+    ("skull fracture", "a fracture in the skull", True),
+    ("lung opacity", "an opacity in the left lung", False),  # the words between must be the name's own
+    ("rib fracture", "a fracture of the femur", False),
+    ("replacement of the cervix by growth", "growth of the replacement", False),  # a phrase is not reordered
+    ("no tumor", "tumor of the no", False),
+])
+def test_a_compound_name_matches_its_head_put_first(name, text, found):
+    from harness.answers.rules import name_pattern
+
+    assert (name_pattern(name).search(text) is not None) == found
+
+
+@settings(max_examples=150, deadline=None)
+@given(finding=st.sampled_from(FINDINGS), aside=st.sampled_from(
+    ["possibly highlighting structures like blood vessels", "which may be a vessel", "perhaps a normal variant"]),
+    joint=st.sampled_from(["but", "however,", "whereas"]))
+def test_a_hedge_in_another_clause_leaves_a_plain_statement(finding, aside, joint):
+    article, name = finding
+    variant = PromptVariant("q", f"Does this image show {article}?", "yes_no", yes_means="positive")
+    task = _finding_task(name)
+    text = f"The image appears to be a micrograph of tissue, {aside}, {joint} it does not depict {name}."
+    assert parse_answer(text, variant, task) == "negative"
+    # the hedged clause itself is still not read: a guess at the finding is no statement
+    assert parse_answer(f"The image shows tissue, {joint} it may show {name}.", variant, task) == "refused"
+
+
+@settings(max_examples=150, deadline=None)
+@given(finding=st.sampled_from(["cardiomegaly", "pneumothorax", "hydronephrosis", "pleural effusion"]),
+       gloss=st.sampled_from(["(enlarged heart)", "(collapsed lung)", "(fluid)", "( see above )"]),
+       tail=st.sampled_from(["is not apparent", "is not seen", "is absent", "isn't present", "was ruled out"]),
+       lead=st.sampled_from(["In this image, ", "Based on the chest x-ray provided, "]))
+def test_a_gloss_in_brackets_does_not_hide_a_denial(finding, gloss, tail, lead):
+    # (a class name opening the answer and then denied, "Cardiomegaly: not seen", stays refused)
+    # parser 3 read "cardiomegaly (enlarged heart) is not apparent" as a finding stated present:
+    # the one opposite label of the round-2 held-out measurement
+    variant = PromptVariant("q", f"Is {finding} present in the given chest x-ray?", "yes_no", yes_means="positive")
+    task = _finding_task(finding)
+    assert parse_answer(f"{lead}{finding} {gloss} {tail}.", variant, task) == "negative"
+    assert parse_answer(f"{lead}{finding} {gloss} is present.", variant, task) == "positive"

