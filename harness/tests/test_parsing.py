@@ -554,3 +554,107 @@ def test_a_gloss_in_brackets_does_not_hide_a_denial(finding, gloss, tail, lead):
     task = _finding_task(finding)
     assert parse_answer(f"{lead}{finding} {gloss} {tail}.", variant, task) == "negative"
     assert parse_answer(f"{lead}{finding} {gloss} is present.", variant, task) == "positive"
+
+
+# ---- from the parser's mutants (MUTANTS.md, "The answer parser"): each pins one decision --
+
+def test_sentences_carry_words():
+    from harness.answers.rules import normalize, sentences
+
+    assert sentences(normalize("... \n Yes. , ;\n No")) == ["yes.", "no"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Do I see a mass, yes? No, there is no mass.", "no"),  # answer words inside a question are not answers
+    ("It is difficult to determine. Therefore, no.", "no"),  # "Therefore, no." is a verdict: the last word
+    ("No. It is difficult to be certain. So the answer is no.", "no"),  # doubts before the verdict are settled
+    ("The image may show something. No, there is no tumor.", "no"),  # the hedge is not in the answer's sentence
+    ("Yes, there is a shadow, which makes it difficult to say.", None),  # a trailing doubt about the answer
+])
+def test_where_the_answer_word_stands(text, expected):
+    assert parse_yes_no(text, [re.compile("tumou?r")]) == expected
+
+
+def test_parse_yes_no_judges_hedges_by_what_they_are_about_only_when_told():
+    from harness.answers.rules import name_pattern
+
+    text = "Yes, there is a mass, which could be malignant."
+    assert parse_yes_no(text, [name_pattern("mass")]) == "yes"
+    assert parse_yes_no(text) is None
+
+
+def test_both_answer_words_are_not_overruled_by_a_statement():
+    assert parse_answer("Yes... no. There is a tumor.", DISEASE, TASKS["brain"]) == "refused"
+
+
+def test_without_an_answer_word_a_doubt_about_something_else_keeps_the_statement():
+    task = _finding_task("mass")
+    variant = PromptVariant("q", "Is there a mass?", "yes_no", yes_means="positive")
+    text = "There is a large mass in the liver. The exact nature of the mass cannot be determined."
+    assert parse_answer(text, variant, task) == "positive"
+    text = "Yes. The presence of a mass is clear, but its exact nature cannot be determined."
+    assert parse_answer(text, variant, task) == "positive"  # "presence" before the doubt is not what it is about
+
+
+def test_a_hedged_class_name_is_no_answer():
+    assert parse_answer("Pneumonia, possibly.", DISEASE, TASKS["pneumonia"]) == "refused"
+
+
+def test_a_negation_joined_by_and_leaves_the_mention_unclear():
+    assert parse_answer("No hemorrhage and a tumor is present.", DISEASE, TASKS["brain"]) == "refused"
+
+
+def test_the_negation_window_is_eight_words():
+    from harness.answers.statements import _polarity
+
+    near = "no evidence of one two three four five six tumor"  # 8 words between "no" and the mention
+    far = "no evidence of one two three four five six seven tumor"
+    assert _polarity(near, near.index("tumor"), len(near)) == "negative"
+    assert _polarity(far, far.index("tumor"), len(far)) == "unclear"
+
+
+def test_the_claim_is_read_from_the_rendered_question():
+    task = TaskSpec(key="t", title="t", modality="image", disease="a skull fracture", positive_name="skull fracture",
+                    negative_name="no skull fracture", difficulty=1, hints="", positive_aliases=("yes",),
+                    negative_aliases=("no",))
+    variant = PromptVariant("q", "Is there {disease}?", "yes_no", yes_means="positive")
+    assert parse_answer("The skull is clearly fractured in this image.", variant, task) == "positive"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Is the liver normal? The liver is normal.", "negative"),  # a question before the claim is skipped
+    ("The image is an axial CT, but the liver is normal.", "negative"),  # the claim in a later clause
+    ("The liver is normal and shows no lesions.", "negative"),  # a negation after the claim does not deny it
+])
+def test_the_claim_stated_back_wherever_it_stands(text, expected):
+    task = _task("t", "abnormal", "normal")
+    variant = PromptVariant("normal", "Is the liver normal?", "yes_no", yes_means="negative")
+    assert parse_answer(text, variant, task) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Is there a tumor? There is no tumor.", "negative"),  # a question before a statement is skipped
+    ("There is no tumor. It may be an artifact.", "negative"),  # a hedged sentence after keeps the earlier one
+])
+def test_statements_around_sentences_that_are_not_read(text, expected):
+    assert parse_answer(text, DISEASE, TASKS["brain"]) == expected
+
+
+def test_a_mention_with_a_verb_of_its_own_leaves_a_listed_negation():
+    assert parse_answer("No hemorrhage, a tumor is present.", DISEASE, TASKS["brain"]) == "refused"
+
+
+def test_a_withdrawn_answer_is_not_overruled_by_a_statement():
+    assert parse_answer("Yes, it might be. There is a tumor.", DISEASE, TASKS["brain"]) == "refused"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The image is an axial CT, but the temporal bones are fractured.", "positive"),  # the claim in a later clause
+    ("There is no doubt that on this view the temporal bones are fractured.", "positive"),  # a far "no" does not deny
+    ("The temporal bones are fractured without displacement.", "positive"),  # nor does one after the claim
+    ("The temporal bones are not fractured.", "negative"),
+])
+def test_the_claim_and_the_reach_of_a_negation(text, expected):
+    task = _task("t", "abnormal", "normal")  # class names that never appear in the answers
+    variant = PromptVariant("q", "Are the temporal bones fractured?", "yes_no", yes_means="positive")
+    assert parse_answer(text, variant, task) == expected
