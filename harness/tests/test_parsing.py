@@ -658,3 +658,184 @@ def test_the_claim_and_the_reach_of_a_negation(text, expected):
     task = _task("t", "abnormal", "normal")  # class names that never appear in the answers
     variant = PromptVariant("q", "Are the temporal bones fractured?", "yes_no", yes_means="positive")
     assert parse_answer(text, variant, task) == expected
+
+
+# ---- statements and what a hedge is about: the knobs of the task's names (MUTANTS.md) ----
+
+def _named(positive: str, negative: str, disease: str, modality: str = "image") -> TaskSpec:
+    return TaskSpec(key="n", title="n", modality=modality, disease=disease, positive_name=positive,
+                    negative_name=negative, difficulty=1, hints="", positive_aliases=("yes",), negative_aliases=("no",))
+
+
+@pytest.mark.parametrize("positive, text, expected", [
+    ("abnormal", "The scan shows an abnormality in the left lobe.", "positive"),  # a generic class: any abnormality
+    ("vascular pathology", "There is an abnormality in the left lobe.", "positive"),
+    ("tumor", "The scan shows an abnormality in the left lobe.", "refused"),  # not the finding asked
+    ("tumor", "There is no abnormality in this image.", "negative"),  # denying every abnormality denies it
+])
+def test_abnormality_words_count_for_a_generic_class_only(positive, text, expected):
+    task = _named(positive, "normal" if positive == "abnormal" else f"no {positive}", positive)
+    variant = PromptVariant("q", "Answer about the {modality}.", "yes_no", yes_means="positive")
+    assert parse_answer(text, variant, task) == expected
+
+
+def test_the_disease_counts_beside_a_generic_class_name():
+    task = _named("abnormal appendix", "normal appendix", "appendicitis")
+    variant = PromptVariant("q", "Answer about the {modality}.", "yes_no", yes_means="positive")
+    assert parse_answer("There is appendicitis.", variant, task) == "positive"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The image appears normal. There is a large effusion.", "refused"),  # "normal" but a finding reported
+    ("There is no pneumonia. The image appears normal. There is a large effusion.", "negative"),  # the denial decides
+    ("There is pneumonia here, but no pneumonia there.", "refused"),  # one sentence, both labels
+])
+def test_a_normal_claim_and_other_findings(text, expected):
+    assert parse_answer(text, DISEASE, TASKS["pneumonia"]) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The left kidney shows a renal cyst.", "positive"),  # the class name, when the disease is worded otherwise
+    ("The scan does not show any abnormalities.", "negative"),  # a denial of every abnormality
+])
+def test_the_class_name_and_the_abnormality_words_in_statements(text, expected):
+    task = _named("renal cyst", "no renal cyst", "kidney disease")
+    variant = PromptVariant("q", "Answer about the {modality}.", "yes_no", yes_means="positive")
+    assert parse_answer(text, variant, task) == expected
+
+
+def test_a_global_question_is_recognised_whatever_its_case():
+    variant = PromptVariant("q", "NORMAL image? Answer yes or no.", "yes_no", yes_means="negative")
+    text = "There is no pneumonia. There is a large effusion."
+    assert parse_answer(text, variant, TASKS["pneumonia"]) == "refused"
+
+
+def test_a_negated_negative_class_is_unclear():
+    assert parse_answer("The lesion is not benign.", DISEASE, TASKS["skin"]) == "refused"
+
+
+def test_the_organ_of_the_task_names_makes_a_normal_statement():
+    task = _named("abnormal liver", "normal liver", "abnormal liver", "CT")
+    variant = PromptVariant("q", "Is this CT normal?", "yes_no", yes_means="negative")
+    assert parse_answer("The liver appears normal.", variant, task) == "negative"
+
+
+@pytest.mark.parametrize("task, text, expected", [
+    # a trailing hedge withdraws an answer when it names the positive class, the disease or a
+    # negative class that is more than "no X" / "normal"; the abnormality words only for a generic class
+    (_named("renal cyst", "no renal cyst", "kidney disease"), "Yes, there is a shadow, which could be a renal cyst.",
+     "refused"),
+    (_named("renal cyst", "no renal cyst", "kidney disease"),
+     "Yes, there is a cyst, which could indicate kidney disease.", "refused"),
+    (_named("tumor", "no tumor", "tumor"), "Yes, there is a tumor, which could be an abnormality.", "positive"),
+    (_named("abnormal", "normal", "abnormal"), "Yes, there is a shadow, which could be an abnormality.", "refused"),
+    (_named("vascular pathology", "no vascular pathology", "vascular pathology"),
+     "Yes, there is a shadow, which could be a pathology.", "refused"),
+    (_named("abnormal", "normal", "cirrhosis"), "Yes, there is a nodular surface, which could be cirrhosis.",
+     "refused"),
+    (_named("malignant", "benign", "melanoma"), "No, the lesion is not malignant, which could suggest a benign nevus.",
+     "refused"),
+])
+def test_what_a_trailing_hedge_must_name_to_withdraw(task, text, expected):
+    variant = PromptVariant("q", "Answer about the {modality}.", "yes_no", yes_means="positive")
+    assert parse_answer(text, variant, task) == expected
+
+
+# ---- the helpers under the rules, pinned one by one (MUTANTS.md, "The answer parser") -----
+
+def test_normalize_drops_decoration_and_keeps_words():
+    from harness.answers.rules import normalize
+
+    assert normalize(None) == "" and normalize(3) == ""
+    assert normalize("Don\u2019t") == "don't" and normalize("\u2018Yes\u2019") == "yes"
+    assert normalize("`No`") == "no" and normalize("'yes'") == "yes" and normalize("it's") == "it's"
+    assert normalize("Yes \n\n  No") == "yes\nno"
+
+
+@pytest.mark.parametrize("sent, says", [
+    ("there is a tumor.", True), ("is there a tumor?", False), ("please evaluate the scan.", False),
+    ("the presence or absence of a tumor cannot be judged.", False),
+    ("the presence or the absence of a tumor is unclear.", False),
+])
+def test_what_asserts(sent, says):
+    from harness.answers.rules import asserts
+
+    assert asserts(sent) == says
+
+
+@pytest.mark.parametrize("text, i, alone", [
+    ("yes, there is a tumor", 0, True), ("i say yes", 2, False), ("so yes", 1, False),
+    ("yes no", 0, True), ("no yes", 1, True), ("the answer, yes.", 3, True),
+])
+def test_an_answer_word_stands_alone(text, i, alone):
+    from harness.answers.parsing import _isolated
+    from harness.answers.rules import tokens
+
+    assert _isolated(tokens(text), i) == alone
+
+
+def test_the_bare_clause_and_the_names():
+    from harness.answers.parsing import _bare, _both_names, _by_length, _starts_with
+
+    assert _bare("a tumor") == "tumor" and _bare("there is a tumor") == "tumor" and _bare("tumor detected") == "tumor"
+    assert _starts_with("tumor, seen", "tumor") and _starts_with("tumor", "tumor")
+    assert not _starts_with("tumor-like mass", "tumor") and not _starts_with("tumors", "tumor")
+    assert _by_length({"a": "tumor", "b": "no tumor"})[0] == ("b", "no tumor")
+    assert not _both_names("x or y", {"a": "x", "b": ""}) and not _both_names("x", {"a": "x"})
+    assert _both_names("benign or malignant", {"a": "malignant", "b": "benign"})
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("B. I am not sure.", None),  # a doubt anywhere withdraws the pick
+    ("B. It could be anything else.", "B"),  # a soft hedge outside the pick's sentence does not
+    ("B, possibly.", None),  # one in it does
+])
+def test_a_choice_and_its_hedges(text, expected):
+    assert parse_choice(text, "tumor", "no tumor") == expected
+
+
+def test_identical_options_still_take_a_letter():
+    assert parse_choice("A", "x", "x") == "A" and parse_choice("x", "x", "x") is None
+
+
+def test_stems_and_question_words():
+    from harness.answers.question import question_words, stem
+
+    assert stem("thickening") == "thicken" and stem("bed") == "bed" and stem("ribs") == "rib"
+    assert question_words("Is there pneumothorax in chest film?") == {"pneumothorax"}
+
+
+def test_normal_statements_and_reported_findings():
+    from harness.answers.rules import name_pattern
+    from harness.answers.statements import _normal_statement, _reports_finding, _task_words
+
+    assert _normal_statement("there is no abnormality.", set())
+    assert _normal_statement("this is a normal chest x-ray.", set())
+    assert not _normal_statement("the liver appears normal.", set())
+    assert _normal_statement("the liver appears normal.", {"liver"})
+    assert _reports_finding(["is there a mass?", "there is a large effusion."], [])
+    assert not _reports_finding(["there is a large tumor."], [name_pattern("tumor")])  # its own finding
+    assert not _reports_finding(["there is no effusion."], [])
+    assert _task_words(_named("abnormal liver", "normal liver", "abnormal liver", "CT")) == {"liver"}
+    assert _task_words(_named("evidence of abnormality", "no finding", "signs present findings", "MRI")) == set()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Letter A seems right.\nB", None),  # a letter by form and a bare letter: both
+    ("I think so. A", "A"),  # a bare letter as a clause of its own
+    ("B is correct", "B"), ("B cyst", "B"),  # "b" is never an article
+    ("A cyst", None),  # "a" before a noun is the article
+    ("The image shows no tumor in the left lobe, although a tumor was suspected.", "B"),  # the head names it
+    ("A tumor in the left lobe; no tumor in the right would be wrong.", "A"),
+    ("- no tumor seen, though a tumor was suspected", "B"),
+    ("I see a tumor in the left lobe.", "A"),  # a mention, failing all else
+    ("I have no doubt, clearly a tumor.", "A"),  # a negation more than four words before a mention does not reach it
+])
+def test_how_a_choice_is_picked(text, expected):
+    assert parse_choice(text, "tumor", "no tumor") == expected
+
+
+def test_a_normal_study_named_after_normal():
+    from harness.answers.statements import _normal_statement
+
+    assert _normal_statement("normal chest x-ray.", set()) and not _normal_statement("normal liver.", set())

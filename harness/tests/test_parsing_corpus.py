@@ -126,3 +126,88 @@ def test_case_and_spacing_do_not_change_the_reading(row, case, spaces, pad):
 
 def test_corpus_path_is_the_fixture():
     assert CORPUS.name == "real_answers.csv" and CORPUS.parent.name == "answers"
+
+
+# ---- the replay's own bookkeeping: the figures above are only as right as these counts ----
+
+def _row(i: int, answer: str, reading: str, model: str = "m1", styles: str = "terse", split: str = "main") -> dict:
+    return {"id": f"r{i}", "split": split, "model": model, "dataset": "d", "source": "github:x/y@z:f#1",
+            "question": "Is there a tumor?", "kind": "yes_no", "yes_means": "positive", "positive_name": "tumor",
+            "negative_name": "no tumor", "option_a": "", "option_b": "", "options": "", "answer": answer,
+            "reading": reading, "styles": styles}
+
+
+SMALL = [  # answer, human reading: right, right, opposite, refused-but-committed, a missed answer, unscored
+    _row(0, "Yes", "positive"), _row(1, "No", "negative", model="m2", styles="terse,no_lead"),
+    _row(2, "No", "positive"), _row(3, "Yes", "refused", model="m2"), _row(4, "I am not sure.", "negative"),
+    _row(5, "Yes", "ambiguous"), _row(6, "Yes", "positive", split="heldout"),
+    # right again, opposite the other way, a refusal read as one, invented again
+    _row(7, "Yes", "positive"), _row(8, "Yes", "negative"), _row(9, "I am not sure.", "refused"),
+    _row(10, "No", "refused"), _row(11, "No", "negative"),
+]
+
+
+def test_the_tally_counts_each_kind_of_reading():
+    report = evaluate(SMALL)
+    t = report["main"].total
+    assert (t.clear, t.agree, t.committed, t.committed_agree, t.opposite, t.invented) == (10, 5, 7, 4, 2, 2)
+    assert report["heldout"].total.clear == 1 and report["heldout"].total.agree == 1
+    m1, m2 = report["main"].by_model["m1"], report["main"].by_model["m2"]
+    assert (m1.clear, m1.agree, m1.opposite) == (8, 4, 2) and (m2.clear, m2.agree, m2.invented) == (2, 1, 1)
+    assert report["main"].by_style["no_lead"].clear == 1 and report["main"].by_style["terse"].clear == 10
+    assert report["main"].confusion[("positive", "positive")] == 2
+    assert report["main"].confusion[("ambiguous", "positive")] == 1
+    assert sum(report["main"].confusion.values()) == 11
+    assert [(c.row["id"], o) for c, o in report["main"].disagreements] == [
+        ("r2", "negative"), ("r3", "positive"), ("r4", "refused"), ("r8", "positive"), ("r10", "negative")]
+
+
+def test_the_report_prints_the_counts():
+    from harness.answers.evaluate import Tally, _pct
+
+    text = format_report(evaluate(SMALL), show_disagreements=True)
+    assert "== split main: 11 answers, 10 clear (ambiguous ones not scored)" in text
+    assert ("agreement 5/10 = 50.0 %; committed answers read right 4/7; opposite label 2; invented answers "
+            "(human refused, parser committed) 2") in text
+    assert "     m1                                50.0 %  (4/8, opposite 2)" in text
+    assert "     no_lead                          100.0 %  (1/1, opposite 0)" in text  # by size, then name
+    assert "     terse                             50.0 %  (5/10, opposite 2)" in text
+    assert "     positive           2         1         0\n     negative           1         2         1" in text
+    assert "     [r2] human positive, parser negative: No" in text
+    assert text.index("== split main") < text.index("== split heldout")
+    assert "disagreements" not in format_report(evaluate(SMALL))
+    assert _pct(Tally()) == "    -  "
+
+
+def test_the_command_line_prints_the_report(tmp_path, capsys):
+    import csv
+
+    from harness.answers.evaluate import main
+
+    path = tmp_path / "corpus.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(SMALL[0]))
+        w.writeheader()
+        w.writerows(SMALL)
+    assert main(["--corpus", str(path), "--split", "heldout"]) == 0
+    out = capsys.readouterr().out
+    assert "== split heldout: 1 answers" in out and "== split main" not in out and "disagreements" not in out
+    # another parser, from a file (as `git show <rev>:harness/answers/parsing.py > old.py` gives) or a module
+    other = tmp_path / "never_answers.py"
+    other.write_text("def parse_answer(text, variant, task):\n    return 'refused'\n")
+    main(["--corpus", str(path), "--split", "heldout", "--parser", str(other), "--show-disagreements"])
+    out = capsys.readouterr().out
+    assert "agreement 0/1 = 0.0 %" in out and "[r6] human positive, parser refused: Yes" in out
+    main(["--corpus", str(path), "--split", "heldout", "--parser", "harness.answers.parsing"])
+    assert "agreement 1/1 = 100.0 %" in capsys.readouterr().out
+
+
+def test_a_row_becomes_the_variant_and_task_the_suite_would_give():
+    choice = next(r for r in ROWS if r["kind"] == "choice")
+    case = to_case(choice)
+    assert case.variant.kind == "choice" and case.variant.options == tuple(choice["options"].split(","))
+    assert case.variant.template == choice["question"] and case.text == choice["answer"]
+    row = _row(0, "Yes", "positive")
+    case = to_case(dict(row, yes_means="negative"))
+    assert case.variant.kind == "yes_no" and case.variant.yes_means == "negative"
+    assert (case.task.positive_name, case.task.negative_name, case.task.disease) == ("tumor", "no tumor", "tumor")
