@@ -77,6 +77,9 @@ NEGATORS = frozenset(
 )
 # Words that end a negation's reach: "no mass, but a nodule", "no effusion; however, ...".
 NEGATION_BREAKERS = frozenset("but however although though yet except while whereas ;".split())
+# The same words as a pattern that cuts a sentence into clauses (statements.py reads the
+# unhedged clauses of a hedged sentence).
+CLAUSE_BREAK_RE = re.compile(r"\b(?:" + "|".join(sorted(w for w in NEGATION_BREAKERS if w.isalpha())) + r")\b|;")
 NEGATION_WINDOW = 8
 # "and" between a negation and a mention leaves its reach unclear ("no hemorrhage and a
 # tumor is present"); "or" and commas continue it ("no evidence of pneumothorax, effusion,

@@ -10,7 +10,7 @@ import re
 from typing import Iterable, Optional
 
 from ..core import PromptVariant, TaskSpec
-from .rules import (ABNORMALITY_WORDS, AFFIRMED_AFTER_RE, CONDITIONAL_RE, COORDINATORS, FINDING_NOUNS,
+from .rules import (ABNORMALITY_WORDS, AFFIRMED_AFTER_RE, CLAUSE_BREAK_RE, CONDITIONAL_RE, COORDINATORS, FINDING_NOUNS,
                     GENERIC_NORMAL_NAMES, GLOBAL_SUBJECTS, LIST_MARKS, NEGATION_BREAKERS, NEGATION_WINDOW, NEGATORS,
                     NORMAL_STATEMENT_RE, POST_NEGATION_RE, asserts, hedged, is_word, name_pattern, normalize, tokens)
 
@@ -78,9 +78,6 @@ def _reports_finding(sents: list[str], own: list[Optional[re.Pattern]]) -> bool:
         if any(pol != "negative" for pol in _mentions(sent, pats)):
             return True
     return False
-
-
-CLAUSE_BREAK_RE = re.compile(r"\b(?:but|however|although|though|yet|except|whereas|while)\b|;")
 
 
 def _plain_parts(sents: list[str]) -> list[str]:

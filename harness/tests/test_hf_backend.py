@@ -192,20 +192,27 @@ def test_failing_batch_gives_error_results(backends, images, monkeypatch):
     assert [(r.text, r.error) for r in results] == [(None, "RuntimeError: device fell over")] * len(results)
 
 
-def test_oom_retries_in_halves(backends, images, monkeypatch):
+def _out_of_memory_above(rows: int, b, monkeypatch) -> list[int]:
+    """Make the model's generate raise CUDA's out-of-memory error on batches of more than
+    `rows` rows; returns the list the batch size of every call is appended to."""
     import torch
 
-    b = backends["llava"]
     real = b.model.generate
-    sizes = []
+    sizes: list[int] = []
 
-    def small_batches_only(**kwargs):
+    def limited(**kwargs):
         sizes.append(kwargs["input_ids"].shape[0])
-        if kwargs["input_ids"].shape[0] > 2:
+        if kwargs["input_ids"].shape[0] > rows:
             raise torch.OutOfMemoryError("CUDA out of memory")
         return real(**kwargs)
 
-    monkeypatch.setattr(b.model, "generate", small_batches_only)
+    monkeypatch.setattr(b.model, "generate", limited)
+    return sizes
+
+
+def test_oom_retries_in_halves(backends, images, monkeypatch):
+    b = backends["llava"]
+    sizes = _out_of_memory_above(2, b, monkeypatch)
     monkeypatch.setattr(b, "prefix_reuse", False)  # the plain path: one generate call per batch
     results = b.generate(batch_requests(), images)
     assert all(r.error is None for r in results)
@@ -215,24 +222,13 @@ def test_oom_retries_in_halves(backends, images, monkeypatch):
 def test_an_oom_while_sharing_a_prefix_also_retries_in_halves(backends, images, monkeypatch):
     """Prefix reuse (hf_prefix.py) lets an out-of-memory error through, so the batch is halved
     as on the plain path, never answered with errors."""
-    import torch
-
     b = backends["llava"]
     expected = [r.text for r in b.generate(batch_requests(), images)]
     notes = b.notes()  # the backend is shared: earlier tests may have left notes
     monkeypatch.setattr(b, "prefix_min_tokens", 0)  # its prompts are short: share them anyway
     if b._prefix is not None:  # an earlier test may have found its prompts too short to share
         monkeypatch.setattr(b._prefix, "worth", True)
-    real = b.model.generate
-    sizes = []
-
-    def one_row_only(**kwargs):
-        sizes.append(kwargs["input_ids"].shape[0])
-        if kwargs["input_ids"].shape[0] > 1:
-            raise torch.OutOfMemoryError("CUDA out of memory")
-        return real(**kwargs)
-
-    monkeypatch.setattr(b.model, "generate", one_row_only)
+    sizes = _out_of_memory_above(1, b, monkeypatch)
     results = b.generate(batch_requests(), images)
     assert [r.text for r in results] == expected and all(r.error is None for r in results)
     assert max(sizes) == 2 and sizes.count(1) >= 5 and b.notes() == notes  # an OOM is not a fallback
